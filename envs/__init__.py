@@ -1,0 +1,27 @@
+"""Registered environments and the exact tabular machinery behind them.
+
+Importing this package registers ``FourRooms-v0`` and ``Bandit-v0``; ``gym.make("envs:FourRooms-v0")`` imports it first.
+"""
+
+from gymnasium.envs.registration import register
+
+from envs.bandit import BanditEnv
+from envs.digits import DigitsEnv
+from envs.four_rooms import FourRoomsEnv
+from envs.make import make_vec_env
+from envs.tabular import TabularMDP, discounted_visitation, policy_evaluation, value_iteration
+
+register(id="FourRooms-v0", entry_point="envs.four_rooms:FourRoomsEnv", max_episode_steps=200)
+register(id="Bandit-v0", entry_point="envs.bandit:BanditEnv")
+register(id="Digits-v0", entry_point="envs.digits:DigitsEnv")
+
+__all__ = [
+    "BanditEnv",
+    "DigitsEnv",
+    "FourRoomsEnv",
+    "TabularMDP",
+    "discounted_visitation",
+    "make_vec_env",
+    "policy_evaluation",
+    "value_iteration",
+]

@@ -1,0 +1,107 @@
+"""The configuration of one run: every field is documented, and the documentation becomes ``train.py --help``."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from experiments.errors import UsageError
+
+
+@dataclass
+class RunConfig:
+    """One training run: an algorithm, a policy parameterization, an environment and a seed."""
+
+    algo: str = field(default="ppo", metadata={"help": "learning algorithm: ppo, a2c, qac, exact or supervised"})
+    env: str = field(
+        default="FourRooms-v0",
+        metadata={"help": "Gymnasium environment id (FourRooms-v0, CartPole-v1, ALE/Pong-v5, MiniGrid-DoorKey-5x5-v0, ...)"},
+    )
+    policy: str = field(
+        default="escort",
+        metadata={"help": "policy parameterization: softmax, escort (and neurd, gnpg where the algorithm has them)"},
+    )
+    p: float = field(default=2.0, metadata={"help": "escort power p > 0 in pi(a) = |theta_a|^p / sum_b |theta_b|^p"})
+    seed: int = field(default=0, metadata={"help": "random seed of the run (environments, network initialisation, sampling)"})
+    n_timesteps: int | None = field(
+        default=None,
+        metadata={
+            "help": "environment steps (iterations for exact, epochs for supervised); default: from the hyperparameter file"
+        },
+    )
+    n_envs: int | None = field(
+        default=None, metadata={"help": "number of parallel environments; default: from the hyperparameter file"}
+    )
+    eval_freq: int = field(
+        default=10_000,
+        metadata={
+            "help": "evaluate every this many environment steps (summed over environments); <= 0 turns periodic evaluation off"
+        },
+    )
+    eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation"})
+    device: str = field(default="cpu", metadata={"help": "torch device: cpu, cuda, auto"})
+    hyperparams: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "overrides of the hyperparameter file, k=v with YAML values (e.g. learning_rate=1e-3 n_steps=256)"},
+    )
+    env_kwargs: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "keyword arguments of the environment, k=v with YAML values (e.g. subgoals=[] slip=0.1)"},
+    )
+    log_folder: str = field(default="logs", metadata={"help": "folder that receives one sub-folder per run"})
+    progress: bool = field(default=False, metadata={"help": "show a progress bar"})
+    verbose: int = field(default=1, metadata={"help": "0: quiet, 1: summary lines, 2: SB3's training tables"})
+
+    def to_dict(self) -> dict[str, Any]:
+        """:return: the fields as plain Python values (for ``config.yml``)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def run_name(self) -> str:
+        """The run folder's name: environment, policy (with p for escort) and seed, safe for file systems."""
+        env = self.env.replace("/", "-").replace(":", "-")
+        policy = f"{self.policy}-p{self.p:g}" if self.policy == "escort" else self.policy
+        return f"{env}_{policy}_s{self.seed}"
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2 floats: ``1e-3`` and ``1e5`` are numbers, as users (and rl-zoo3's files) write them."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.inf|\.nan)$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """:param text: YAML text
+    :return: its value, reading ``1e-3`` as a float"""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def parse_key_values(pairs: list[str], what: str) -> dict[str, Any]:
+    """Parse ``k=v`` strings whose values are YAML (``lr=1e-3``, ``subgoals=[]``, ``net_arch=[64, 64]``).
+
+    :param pairs: the strings as given on the command line
+    :param what: the flag's name, for error messages
+    :return: the parsed mapping
+    """
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not key.replace("_", "").replace(".", "").isalnum():
+            raise UsageError(f"{what}: '{pair}' is not of the form key=value (e.g. {what} learning_rate=3e-4)")
+        try:
+            parsed[key] = load_yaml(value) if value.strip() else None
+        except yaml.YAMLError as err:
+            first = str(err).splitlines()[0]
+            raise UsageError(f"{what}: the value of '{key}' is not valid YAML ({first}); quote it or fix it") from None
+    return parsed

@@ -1,0 +1,210 @@
+"""One run of an SB3 on-policy algorithm (PPO, A2C, QAC) with a softmax, escort or NeuRD policy."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import EvalCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from envs.make import env_family, make_vec_env
+from experiments.config import RunConfig
+from experiments.errors import UsageError
+from experiments.hyperparams import schedule
+from experiments.results import write_metrics
+from experiments.tabular_eval import greedy_report
+
+#: Hyperparameter keys the runner consumes; every other key goes to the algorithm's constructor.
+RUNNER_KEYS = ("n_timesteps", "n_envs", "policy", "policy_kwargs", "normalize", "frame_stack", "eval_deterministic")
+SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
+SB3_ALIASES = {"mlp": "MlpPolicy", "cnn": "CnnPolicy", "multi": "MultiInputPolicy"}
+MODEL_FILE = "model.zip"
+NORMALIZE_FILE = "vecnormalize.pkl"
+
+
+def observation_kind(space: gym.Space) -> str:
+    """:param space: the (vectorised, preprocessed) observation space
+    :return: ``"multi"`` for Dict spaces, ``"cnn"`` for images, ``"mlp"`` otherwise"""
+    if isinstance(space, gym.spaces.Dict):
+        return "multi"
+    return "cnn" if is_image_space(space, check_channels=False) else "mlp"
+
+
+def actor_critic_policy(policy: str, p: float, kind: str) -> tuple[Any, dict[str, Any]]:
+    """Policy class and kwargs for PPO and A2C: stock SB3 for softmax, the escort classes for escort.
+
+    :param policy: ``softmax`` or ``escort``
+    :param p: escort power
+    :param kind: observation kind (``mlp``, ``cnn``, ``multi``)
+    :return: the class (or SB3 alias) and extra ``policy_kwargs``
+    """
+    if policy == "softmax":
+        return SB3_ALIASES[kind], {}
+    from policies import EscortActorCriticCnnPolicy, EscortActorCriticPolicy, EscortMultiInputActorCriticPolicy
+
+    classes = {"mlp": EscortActorCriticPolicy, "cnn": EscortActorCriticCnnPolicy, "multi": EscortMultiInputActorCriticPolicy}
+    return classes[kind], {"escort_p": p}
+
+
+def qac_policy(policy: str, p: float, kind: str) -> tuple[Any, dict[str, Any]]:
+    """Policy alias and kwargs for QAC, whose parameterization is a policy keyword.
+
+    :param policy: ``softmax``, ``escort`` or ``neurd``
+    :param p: escort power
+    :param kind: observation kind
+    :return: the SB3 alias and extra ``policy_kwargs``
+    """
+    return SB3_ALIASES[kind], {"parameterization": policy, "escort_p": p}
+
+
+@dataclass(frozen=True)
+class SB3Algo:
+    """How to build one SB3 algorithm: its class (imported on demand) and its policy for a parameterization."""
+
+    load_class: Callable[[], type[BaseAlgorithm]]
+    policy_for: Callable[[str, float, str], tuple[Any, dict[str, Any]]]
+
+
+def _ppo() -> type[BaseAlgorithm]:
+    from stable_baselines3 import PPO
+
+    return PPO
+
+
+def _a2c() -> type[BaseAlgorithm]:
+    from stable_baselines3 import A2C
+
+    return A2C
+
+
+def _qac() -> type[BaseAlgorithm]:
+    from agents import QAC
+
+    return QAC
+
+
+SB3_ALGOS: dict[str, SB3Algo] = {
+    "ppo": SB3Algo(_ppo, actor_critic_policy),
+    "a2c": SB3Algo(_a2c, actor_critic_policy),
+    "qac": SB3Algo(_qac, qac_policy),
+}
+
+
+def make_envs(config: RunConfig, hp: dict[str, Any], run_dir: Path | None) -> tuple[VecEnv, VecEnv]:
+    """The training env (Monitor CSV in ``run_dir``) and a single evaluation env with evaluation preprocessing.
+
+    :param config: the run
+    :param hp: resolved hyperparameters (``n_envs``, ``normalize``, ``frame_stack``)
+    :param run_dir: the run folder, or None for no monitor files
+    :return: (train_env, eval_env)
+    """
+    common = {"env_kwargs": config.env_kwargs, "frame_stack": hp.get("frame_stack")}
+    monitor_dir = str(run_dir) if run_dir is not None else None
+    train_env = make_vec_env(config.env, int(hp.get("n_envs", 1)), config.seed, monitor_dir=monitor_dir, **common)
+    eval_env = make_vec_env(config.env, 1, config.seed + 10_000, training=False, **common)
+    if hp.get("normalize"):
+        train_env = VecNormalize(train_env, gamma=float(hp.get("gamma", 0.99)))
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+    return train_env, eval_env
+
+
+def build_model(config: RunConfig, hp: dict[str, Any], env: VecEnv, tensorboard_log: str | None = None) -> BaseAlgorithm:
+    """Construct the algorithm for a run from its config and resolved hyperparameters.
+
+    :param config: the run
+    :param hp: resolved hyperparameters
+    :param env: the training env
+    :param tensorboard_log: TensorBoard folder (None: off)
+    :return: the untrained model
+    """
+    algo = SB3_ALGOS[config.algo]
+    policy, extra = algo.policy_for(config.policy, config.p, observation_kind(env.observation_space))
+    kwargs = {k: schedule(v) if k in SCHEDULE_KEYS else v for k, v in hp.items() if k not in RUNNER_KEYS}
+    policy_kwargs = {**(hp.get("policy_kwargs") or {}), **extra}
+    try:
+        return algo.load_class()(
+            policy,
+            env,
+            policy_kwargs=policy_kwargs,
+            seed=config.seed,
+            device=config.device,
+            tensorboard_log=tensorboard_log,
+            verbose=1 if config.verbose >= 2 else 0,
+            **kwargs,
+        )
+    except TypeError as err:
+        raise UsageError(
+            f"hyperparameters do not fit {config.algo}: {err}; fix --hyperparams or hyperparams/{config.algo}.yml"
+        ) from None
+
+
+def run_sb3(config: RunConfig, hp: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Train, evaluate periodically, save ``model.zip``, and summarise.
+
+    :param config: the run
+    :param hp: resolved hyperparameters
+    :param run_dir: the (temporary) run folder
+    :return: summary scalars: final evaluation return (mean, std), fraction of V* where a transition model exists, fps
+    """
+    train_env, eval_env = make_envs(config, hp, run_dir)
+    model = build_model(config, hp, train_env, tensorboard_log=str(run_dir / "tb"))
+    n_envs = train_env.num_envs
+    deterministic = bool(hp.get("eval_deterministic", env_family(config.env) == "other"))
+    callback = None
+    if config.eval_freq > 0:
+        callback = EvalCallback(
+            eval_env,
+            n_eval_episodes=config.eval_episodes,
+            eval_freq=max(config.eval_freq // n_envs, 1),
+            log_path=str(run_dir),
+            deterministic=deterministic,
+            verbose=0,
+        )
+    start = time.perf_counter()
+    interrupted = False
+    try:
+        model.learn(total_timesteps=int(hp["n_timesteps"]), callback=callback, progress_bar=config.progress, tb_log_name="tb")
+    except KeyboardInterrupt:
+        interrupted = True
+    wall = time.perf_counter() - start
+    model.save(run_dir / MODEL_FILE)
+    if isinstance(train_env, VecNormalize):
+        train_env.save(str(run_dir / NORMALIZE_FILE))
+        eval_env.obs_rms = train_env.obs_rms
+    summary: dict[str, Any] = {
+        "timesteps": int(model.num_timesteps),
+        "wall_time": wall,
+        "fps": model.num_timesteps / max(wall, 1e-9),
+    }
+    rows = _eval_rows(run_dir)
+    if interrupted:
+        summary["interrupted"] = True
+    else:
+        mean, std = evaluate_policy(model, eval_env, n_eval_episodes=config.eval_episodes, deterministic=deterministic)
+        summary.update(final_return=float(mean), final_return_std=float(std))
+        rows.append((model.num_timesteps, "final_return", float(mean)))
+        report = greedy_report(model, config.env, config.env_kwargs, eval_env)
+        summary.update(report)
+        rows.extend((model.num_timesteps, key, float(value)) for key, value in report.items() if np.isscalar(value))
+    rows += [(model.num_timesteps, "wall_time", wall), (model.num_timesteps, "fps", summary["fps"])]
+    write_metrics(run_dir, rows)
+    train_env.close()
+    eval_env.close()
+    return summary
+
+
+def _eval_rows(run_dir: Path) -> list[tuple[int, str, float]]:
+    path = run_dir / "evaluations.npz"
+    if not path.exists():
+        return []
+    data = np.load(path)
+    return [(int(t), "eval_return", float(np.mean(r))) for t, r in zip(data["timesteps"], data["results"])]

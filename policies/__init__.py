@@ -1,0 +1,13 @@
+from policies.actor_critic import EscortActorCriticCnnPolicy, EscortActorCriticPolicy, EscortMultiInputActorCriticPolicy
+from policies.distributions import DEFAULT_EPS, EscortDistribution, escort_logits
+from policies.losses import escort_cross_entropy
+
+__all__ = [
+    "DEFAULT_EPS",
+    "EscortActorCriticCnnPolicy",
+    "EscortActorCriticPolicy",
+    "EscortDistribution",
+    "EscortMultiInputActorCriticPolicy",
+    "escort_cross_entropy",
+    "escort_logits",
+]
