@@ -1,3 +1,3 @@
-"""Learning algorithms: QAC (deep, sampled actions, learned Q) and ExactPG (tabular, exact gradients)."""
+"""Learning algorithms: QAC (deep, sampled actions, learned Q), ExactPG (tabular, exact gradients), Supervised."""
 
-from agents.exact_pg import ExactPG as ExactPG
+from agents.supervised import Supervised as Supervised

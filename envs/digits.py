@@ -200,7 +200,7 @@ class DigitsEnv(gym.Env[np.ndarray, np.int64]):
     - `render_mode`: `None` or `"rgb_array"` (the current example as an upscaled grey image, ink bright).
 
     `evaluate_accuracy(predict_fn, split)` scores a classifier on a whole split; `n_train`, `n_test` and
-    `n_classes` give the sizes, `dataset(split)` the arrays.
+    `n_classes` give the sizes, `dataset(split)` the arrays (after `gym.make`, reach them through `env.unwrapped`).
     """
 
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 4}
