@@ -11,7 +11,12 @@ from envs.four_rooms import FourRoomsEnv
 from envs.make import make_vec_env
 from envs.tabular import TabularMDP, discounted_visitation, policy_evaluation, value_iteration
 
-register(id="FourRooms-v0", entry_point="envs.four_rooms:FourRoomsEnv", max_episode_steps=200)
+register(
+    id="FourRooms-v0",
+    entry_point="envs.four_rooms:FourRoomsEnv",
+    vector_entry_point="envs.four_rooms_vec:FourRoomsVectorEnv",
+    max_episode_steps=200,
+)
 register(id="Bandit-v0", entry_point="envs.bandit:BanditEnv")
 register(id="Digits-v0", entry_point="envs.digits:DigitsEnv")
 

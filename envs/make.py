@@ -15,20 +15,48 @@ ATARI, MINIGRID, OTHER = "atari", "minigrid", "other"
 
 #: For each family that needs an optional package: the module that registers its ids and the extra that installs it.
 FAMILY_PACKAGES: dict[str, tuple[str, str]] = {ATARI: ("ale_py", "atari"), MINIGRID: ("minigrid", "minigrid")}
+#: Top-level package of a registered entry point -> family.
+ENTRY_POINT_FAMILIES: dict[str, str] = {"ale_py": ATARI, "minigrid": MINIGRID}
+#: Spellings of Atari and MiniGrid ids that are not registered (yet).
+ATARI_SUFFIXES = ("NoFrameskip-v4", "NoFrameskip-v0", "Deterministic-v4", "Deterministic-v0")
+MINIGRID_PREFIXES = ("MiniGrid-", "BabyAI-")
+#: Frames per agent step and frames stacked in an observation, for every Atari id (DQN's and rl-zoo3's standard).
+ATARI_FRAME_SKIP = 4
+ATARI_FRAME_STACK = 4
 
 
 def env_family(env_id: str) -> str:
-    """Name the family of an environment id from its spelling (no import needed).
+    """Name the family of an environment id.
+
+    By spelling first, so that an id names its family even when the family's package is missing: ``ALE/*`` and
+    ``*NoFrameskip-v4``/``*Deterministic-v4`` (and ``-v0``) are Atari, ``MiniGrid-*`` and ``BabyAI-*`` are MiniGrid.
+    Any other id belongs to the package of its registered entry point (``ale_py``: Atari, ``minigrid``: MiniGrid), after
+    importing the installed family packages, so ``Pong-v4`` is Atari too. Everything else is ``"other"``.
 
     :param env_id: a Gymnasium id, e.g. ``ALE/Pong-v5``, ``BreakoutNoFrameskip-v4``, ``MiniGrid-DoorKey-5x5-v0``
     :return: ``"atari"``, ``"minigrid"`` or ``"other"``
     """
-    name = env_id.split(":")[-1]
-    if name.startswith("ALE/") or name.endswith(("NoFrameskip-v4", "NoFrameskip-v0", "Deterministic-v4")):
+    name = _split_id(env_id)[1]
+    if name.startswith("ALE/") or name.endswith(ATARI_SUFFIXES):
         return ATARI
-    if name.startswith(("MiniGrid-", "BabyAI-")):
+    if name.startswith(MINIGRID_PREFIXES):
         return MINIGRID
-    return OTHER
+    if name not in gym.registry:
+        _import_installed_families()
+    spec = gym.registry.get(name)
+    return _entry_point_family(spec.entry_point) if spec is not None else OTHER
+
+
+def _split_id(env_id: str) -> tuple[str | None, str]:
+    """:param env_id: ``id`` or ``module:id``
+    :return: (module or None, id)"""
+    module, sep, name = env_id.rpartition(":")
+    return (module or None) if sep else None, name
+
+
+def _entry_point_family(entry_point: Any) -> str:
+    module = entry_point.split(":")[0] if isinstance(entry_point, str) else getattr(entry_point, "__module__", "")
+    return ENTRY_POINT_FAMILIES.get(module.split(".")[0], OTHER)
 
 
 class UnknownEnvError(ValueError):
@@ -36,46 +64,135 @@ class UnknownEnvError(ValueError):
 
 
 def ensure_registered(env_id: str) -> gym.envs.registration.EnvSpec:
-    """Import what registers ``env_id`` (ours, ALE, MiniGrid) and return its spec.
+    """Import what registers ``env_id`` (ours, its ``module:`` prefix, ALE, MiniGrid) and return its spec.
 
-    :param env_id: a Gymnasium id
+    :param env_id: a Gymnasium id, optionally ``module:id``
     :return: its registered spec
-    :raises UnknownEnvError: with a close match or the extra to install
+    :raises UnknownEnvError: naming the extra to install when the family's package is missing, else close matches
     """
     importlib.import_module("envs")
+    module, name = _split_id(env_id)
+    if module is not None:
+        _import(module, f"'{env_id}' names the module {module}, which cannot be imported: check the spelling")
     family = env_family(env_id)
     if family in FAMILY_PACKAGES:
-        module, extra = FAMILY_PACKAGES[family]
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            raise UnknownEnvError(
-                f"'{env_id}' is a {family} environment but {module} is not installed: pip install -e '.[{extra}]'"
-            ) from None
+        package, extra = FAMILY_PACKAGES[family]
+        _import(package, f"'{env_id}' is a {family} environment but {package} is not installed: {install_hint(extra)}")
+    elif name not in gym.registry:
+        _import_installed_families()
     try:
-        return gym.spec(env_id)
+        return gym.spec(name)
     except gym.error.Error:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+        close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}?" if close else "see gymnasium.pprint_registry() for the ids"
         raise UnknownEnvError(f"unknown environment id '{env_id}': {hint}") from None
 
 
-def _atari_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """ALE v5 ids skip 4 frames inside the emulator; AtariWrapper skips again, so the env must not."""
-    spec = gym.spec(env_id)
-    return {**env_kwargs, "frameskip": 1} if spec.kwargs.get("frameskip", 1) != 1 else dict(env_kwargs)
+def install_hint(extra: str) -> str:
+    """:param extra: an optional-dependency group of escort-rl
+    :return: the command that installs it"""
+    return f"pip install 'escort-rl[{extra}]' (in a checkout: pip install -e '.[{extra}]')"
 
 
-def _wrapper(family: str, training: bool) -> tuple[Callable[[gym.Env], gym.Env] | None, dict[str, Any] | None]:
-    if family == ATARI:
-        from stable_baselines3.common.atari_wrappers import AtariWrapper
+def _import(module: str, message: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise UnknownEnvError(message) from None
 
-        return AtariWrapper, {"terminal_on_life_loss": training, "clip_reward": training}
-    if family == MINIGRID:
-        from minigrid.wrappers import FlatObsWrapper
 
-        return FlatObsWrapper, None
-    return None, None
+def _import_installed_families() -> None:
+    """Register the ids of every family package that is installed (ids like ``Pong-v4`` do not say their family)."""
+    for package, _ in FAMILY_PACKAGES.values():
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            continue
+
+
+def _atari_setup(
+    env_kwargs: dict[str, Any], training: bool
+) -> tuple[dict[str, Any], Callable[..., gym.Env], dict[str, Any]]:
+    """The env kwargs and the wrapper that give every Atari id the same preprocessing.
+
+    The frame skip is done once, ``ATARI_FRAME_SKIP`` (or a ``frameskip`` the user passes) frames per agent step,
+    whatever the id's own ``frameskip`` (``v5``: 4, ``NoFrameskip-v4``: 1, ``v4``: random 2-4): image observations are
+    skipped and max-pooled by ``AtariWrapper`` over an env that skips nothing; RAM observations (``obs_type="ram"``)
+    are skipped by the emulator. Sticky actions (``repeat_action_probability``) stay as the id defines them.
+
+    :param env_kwargs: the user's keyword arguments of ``gym.make``
+    :param training: training preprocessing (life loss ends an episode, rewards clipped) or evaluation (neither)
+    :return: (kwargs of ``gym.make``, wrapper class, its kwargs)
+    """
+    kwargs = dict(env_kwargs)
+    skip = kwargs.pop("frameskip", ATARI_FRAME_SKIP)
+    obs_type = kwargs.get("obs_type", "rgb")
+    if obs_type == "ram":
+        return {**kwargs, "frameskip": skip}, atari_ram_wrapper, {"training": training}
+    if obs_type != "rgb":
+        raise ValueError(f"obs_type={obs_type!r}: Atari preprocessing turns rgb frames grey itself; use 'rgb' or 'ram'")
+    from stable_baselines3.common.atari_wrappers import AtariWrapper
+
+    wrapper_kwargs = {"frame_skip": skip, "terminal_on_life_loss": training, "clip_reward": training}
+    return {**kwargs, "frameskip": 1}, AtariWrapper, wrapper_kwargs
+
+
+def atari_ram_wrapper(env: gym.Env, training: bool = True) -> gym.Env:
+    """``AtariWrapper``'s preprocessing for RAM observations: no-op reset, fire reset, and for training episodic life
+    and clipped rewards (frames are skipped by the emulator; there is no picture to warp).
+
+    :param env: an ALE env with ``obs_type="ram"``
+    :param training: training preprocessing or evaluation
+    :return: the wrapped env
+    """
+    from stable_baselines3.common.atari_wrappers import ClipRewardEnv, EpisodicLifeEnv, FireResetEnv, NoopResetEnv
+
+    env = NoopResetEnv(env, noop_max=30)
+    if training:
+        env = EpisodicLifeEnv(env)
+    if "FIRE" in env.unwrapped.get_action_meanings():  # type: ignore[attr-defined]
+        env = FireResetEnv(env)
+    return ClipRewardEnv(env) if training else env
+
+
+def _minigrid_setup(env_kwargs: dict[str, Any], training: bool) -> tuple[dict[str, Any], Callable[..., gym.Env], None]:
+    """MiniGrid's Dict observation (7x7x3 view, direction, text mission) reduced to the 7x7x3 view, for a small CNN.
+
+    The view is the whole state of tasks with a fixed mission (DoorKey, Empty, FourRooms, LavaGap, ...): with
+    ``policies.extractors.MiniGridCNN`` PPO solves DoorKey-5x5 in about 30k steps, where the flattened view plus
+    one-hot mission (``FlatObsWrapper``, 2835 values, an MLP) stays at the random policy's return after 100k.
+    Tasks whose mission changes between episodes (BabyAI, Fetch, GoToDoor) need the mission, which this drops.
+    """
+    from minigrid.wrappers import ImgObsWrapper
+
+    return dict(env_kwargs), ImgObsWrapper, None
+
+
+def _plain_setup(env_kwargs: dict[str, Any], training: bool) -> tuple[dict[str, Any], None, None]:
+    return dict(env_kwargs), None, None
+
+
+#: Family -> (env kwargs, training) -> (kwargs of ``gym.make``, wrapper class or None, its kwargs).
+FAMILY_SETUPS: dict[str, Callable[[dict[str, Any], bool], tuple[dict[str, Any], Any, Any]]] = {
+    ATARI: _atari_setup,
+    MINIGRID: _minigrid_setup,
+    OTHER: _plain_setup,
+}
+
+#: Entry points whose copies one batched SB3 ``VecEnv`` steps together in numpy: entry point -> that class.
+BATCHED_VEC_ENVS: dict[str, str] = {"envs.four_rooms:FourRoomsEnv": "envs.four_rooms_vec:FourRoomsVecEnv"}
+
+
+def _batched_vec_env(
+    spec: gym.envs.registration.EnvSpec, n_envs: int, seed: int | None, env_kwargs: dict[str, Any], monitor_dir: str | None
+) -> VecEnv:
+    """The batched ``VecEnv`` of ``spec``; ``max_episode_steps`` from the kwargs or the registration, as ``gym.make``."""
+    kwargs = {**spec.kwargs, **env_kwargs}
+    max_episode_steps = kwargs.pop("max_episode_steps", spec.max_episode_steps)
+    vec_env_class = gym.envs.registration.load_env_creator(BATCHED_VEC_ENVS[str(spec.entry_point)])
+    return vec_env_class(
+        n_envs, seed, max_episode_steps=max_episode_steps, monitor_dir=monitor_dir, env_id=spec.id, **kwargs
+    )
 
 
 def make_vec_env(
@@ -87,12 +204,14 @@ def make_vec_env(
     monitor_dir: str | None = None,
     training: bool = True,
     frame_stack: int | None = None,
+    batched: bool = True,
 ) -> VecEnv:
     """Make ``n_envs`` copies of an environment, with its family's standard preprocessing, in one SB3 ``VecEnv``.
 
-    - Atari: SB3's ``AtariWrapper`` (noop reset, frame skip 4, 84x84 grey; episodic life and reward clipping only when
-      ``training``), 4 stacked frames. ``Monitor`` sits below the wrappers, so episode statistics are real game scores.
-    - MiniGrid: ``FlatObsWrapper`` (image and mission in one flat vector) for an MLP.
+    - Atari: SB3's ``AtariWrapper`` (noop reset, frame skip 4 for every id style, 84x84 grey; episodic life and reward
+      clipping only when ``training``), 4 stacked frames; ``obs_type="ram"`` keeps the RAM vector (see
+      :func:`_atari_setup`). ``Monitor`` sits below the wrappers, so episode statistics are real, unclipped game scores.
+    - MiniGrid: ``ImgObsWrapper`` (the 7x7x3 symbolic view) for a small CNN (see :func:`_minigrid_setup`).
     - Everything else: the env as registered, with ``Monitor``.
 
     :param env_id: a Gymnasium id
@@ -102,20 +221,25 @@ def make_vec_env(
     :param monitor_dir: folder for the ``Monitor`` CSV files (None: no files)
     :param training: training preprocessing (Atari: life loss ends an episode, rewards clipped) or evaluation
     :param frame_stack: frames to stack (default: 4 for Atari, none otherwise)
+    :param batched: step the copies of an env that has a batched ``VecEnv`` (``FourRooms-v0``:
+        ``envs.four_rooms_vec.FourRoomsVecEnv``, one ``batched.monitor.csv``) together in numpy; False: one env per
+        copy in SB3's ``DummyVecEnv``
     :return: the vectorised env
     """
-    ensure_registered(env_id)
+    spec = ensure_registered(env_id)
     family = env_family(env_id)
-    kwargs = _atari_kwargs(env_id, env_kwargs or {}) if family == ATARI else dict(env_kwargs or {})
-    wrapper_class, wrapper_kwargs = _wrapper(family, training)
-    vec_env = sb3_make_vec_env(
-        env_id,
-        n_envs=n_envs,
-        seed=seed,
-        monitor_dir=monitor_dir,
-        wrapper_class=wrapper_class,
-        wrapper_kwargs=wrapper_kwargs,
-        env_kwargs=kwargs,
-    )
-    stack = frame_stack if frame_stack is not None else (4 if family == ATARI else 0)
+    kwargs, wrapper_class, wrapper_kwargs = FAMILY_SETUPS[family](env_kwargs or {}, training)
+    if batched and spec.entry_point in BATCHED_VEC_ENVS:
+        vec_env = _batched_vec_env(spec, n_envs, seed, kwargs, monitor_dir)
+    else:
+        vec_env = sb3_make_vec_env(
+            env_id,
+            n_envs=n_envs,
+            seed=seed,
+            monitor_dir=monitor_dir,
+            wrapper_class=wrapper_class,
+            wrapper_kwargs=wrapper_kwargs,
+            env_kwargs=kwargs,
+        )
+    stack = frame_stack if frame_stack is not None else (ATARI_FRAME_STACK if family == ATARI else 0)
     return VecFrameStack(vec_env, stack) if stack > 1 else vec_env

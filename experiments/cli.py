@@ -1,4 +1,9 @@
-"""The command line of ``train.py``: flags built from ``RunConfig``'s documented fields, errors as one line."""
+"""The command line of ``train.py``: flags built from the documented fields of ``RunConfig`` and ``StudyOptions``.
+
+One combination of ``--algo/--env/--policy/--p`` and seed is a run; several (or ``--study``/``--cluster``) make a study,
+run on Dask (``experiments.study``). ``train.py report STUDY_FOLDER`` rewrites a study's table and report. Errors are
+one line and exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 
 from experiments.config import RunConfig, parse_key_values
 from experiments.errors import UsageError
+from experiments.study import StudyOptions
 
 #: Short flags, as rl-zoo3 spells them.
 SHORT_FLAGS = {"n_timesteps": "-n", "log_folder": "-f", "progress": "-P"}
@@ -24,13 +30,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """:return: the parser; its help text is the documentation of ``RunConfig``'s fields"""
+    """:return: the parser; its help text is the documentation of the fields of ``RunConfig`` and ``StudyOptions``"""
     parser = _Parser(
         prog="train.py",
         description="Train softmax, escort and NeuRD policies with PPO, A2C, QAC or exact policy gradient.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    for f in dataclasses.fields(RunConfig):
+    _add_fields(parser, RunConfig)
+    _add_fields(parser.add_argument_group("studies (several runs, on Dask)"), StudyOptions)
+    return parser
+
+
+def _add_fields(parser: Any, cls: type) -> None:
+    for f in dataclasses.fields(cls):
         flags = [f"--{f.name.replace('_', '-')}"]
         if f.name in SHORT_FLAGS:
             flags.insert(0, SHORT_FLAGS[f.name])
@@ -41,41 +53,66 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs.update(action="store_true", default=f.default)
         elif f.name in GRID_FIELDS:
             kwargs.update(nargs="+", type=float if f.name == "p" else str, default=[f.default])
+        elif str(f.type).startswith("list["):
+            kwargs.update(nargs="+", type=int, default=f.default)
         else:
             kwargs.update(type=_field_type(f), default=f.default)
         parser.add_argument(*flags, **kwargs)
-    return parser
 
 
 def _field_type(f: dataclasses.Field) -> type:
-    return {"int": int, "int | None": int, "float": float, "str": str}[str(f.type)]
+    return {"int": int, "int | None": int, "float": float, "str": str, "str | None": str}[str(f.type)]
 
 
-def parse_configs(argv: Sequence[str]) -> list[RunConfig]:
-    """Parse the command line into the runs it asks for (one, or a grid).
+def parse_command(argv: Sequence[str]) -> tuple[list[RunConfig], StudyOptions]:
+    """Parse the command line into the runs it asks for (one, or a grid with its seeds) and the study options.
 
     :param argv: arguments without the program name
-    :return: one ``RunConfig`` per combination of the grid fields
+    :return: one ``RunConfig`` per run (grid x seeds, identical runs once), and the options
     """
+    from experiments.study import expand_seeds
+
     args = vars(build_parser().parse_args(list(argv)))
+    options = StudyOptions(**{f.name: args.pop(f.name) for f in dataclasses.fields(StudyOptions)})
     for name in KEY_VALUE_FIELDS:
         args[name] = parse_key_values(args[name], f"--{name.replace('_', '-')}")
     grid = [{}]
     for name in GRID_FIELDS:
         grid = [{**g, name: value} for g in grid for value in dict.fromkeys(args[name])]
-    return [RunConfig(**{**args, **g}) for g in grid]
+    configs = [RunConfig(**{**args, **g}) for g in grid]
+    return expand_seeds(configs, options.seeds), options
+
+
+def parse_configs(argv: Sequence[str]) -> list[RunConfig]:
+    """:param argv: arguments without the program name
+    :return: the runs the command line asks for (one per combination of the grid fields and seeds)"""
+    return parse_command(argv)[0]
+
+
+def is_study(configs: Sequence[RunConfig], options: StudyOptions) -> bool:
+    """:param configs: the runs
+    :param options: the study options
+    :return: whether the command runs a study: several runs, or a study name or a cluster given"""
+    return len(configs) > 1 or options.study is not None or options.cluster is not None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run what the command line asks for.
 
     :param argv: arguments without the program name (default: ``sys.argv[1:]``)
-    :return: exit status: 0 done, 2 bad input, 130 interrupted
+    :return: exit status: 0 done, 1 some runs of a study failed, 2 bad input, 130 interrupted
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        configs = parse_configs(sys.argv[1:] if argv is None else argv)
-        if len(configs) > 1:
-            raise UsageError("several values of --algo/--env/--policy/--p make a grid; run them one at a time")
+        if argv[:1] == ["report"]:
+            return _report(argv[1:])
+        if any(arg == "--eval" or arg.startswith("--eval=") for arg in argv):
+            from experiments.evaluate import main as evaluate_main
+
+            return evaluate_main(argv)
+        configs, options = parse_command(argv)
+        if is_study(configs, options):
+            return _study(configs, options)
         return _train(configs[0])
     except UsageError as err:
         print(f"train.py: error: {err}", file=sys.stderr)
@@ -88,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _train(config: RunConfig) -> int:
     from experiments.run import run
 
+    check_checkpoint_flags(config)
     summary = run(config)
     if config.verbose:
         print(format_summary(config, summary))
@@ -112,3 +150,67 @@ def format_summary(config: RunConfig, summary: dict[str, Any]) -> str:
     if "test_accuracy" in summary:
         lines.append(f"test accuracy: {100 * summary['test_accuracy']:.2f}%")
     return "\n".join(lines)
+
+
+def check_checkpoint_flags(config: RunConfig) -> None:
+    """``--checkpoint-freq`` and ``--resume`` need an SB3 algorithm; ``--resume`` needs a checkpoint.
+
+    :param config: the run
+    """
+    if not (config.resume or config.checkpoint_freq > 0):
+        return
+    from experiments.checkpoints import checkpoint_dir, latest_checkpoint
+    from experiments.sb3_run import SB3_ALGOS
+
+    if config.algo not in SB3_ALGOS:
+        raise UsageError(f"--checkpoint-freq and --resume work with {', '.join(SB3_ALGOS)}, not --algo {config.algo}")
+    if config.resume and latest_checkpoint(checkpoint_dir(config)) is None:
+        raise UsageError(
+            f"no checkpoint of this run in {checkpoint_dir(config)}: start it without --resume "
+            "(with --checkpoint-freq N to save checkpoints)"
+        )
+
+
+def _study(configs: list[RunConfig], options: StudyOptions) -> int:
+    from experiments.study import make_study, run_study, summary_line
+
+    if any(c.resume or c.checkpoint_freq > 0 for c in configs):
+        raise UsageError("a study resumes by running the same command again: leave out --resume and --checkpoint-freq")
+    study = make_study(configs, options.study)
+    where = options.cluster or f"a local Dask cluster ({min(options.workers, len(configs))} workers)"
+    if configs[0].verbose:
+        print(f"study {study.name}: {len(configs)} runs in {study.folder}, on {where}", flush=True)
+    outcome = run_study(study, options)
+    print(summary_line(outcome), flush=True)
+    if outcome.interrupted:
+        return 130
+    return 1 if outcome.failed else 0
+
+
+def build_report_parser() -> argparse.ArgumentParser:
+    """:return: the parser of ``train.py report``"""
+    parser = _Parser(
+        prog="train.py report",
+        description="Rewrite a study's results.csv from its run folders, then its report.md and plots (rliable).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("folder", help="the study folder (<log-folder>/studies/NAME)")
+    parser.add_argument("--reps", type=int, default=StudyOptions.reps, help="bootstrap replications per confidence interval")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    return parser
+
+
+def _report(argv: Sequence[str]) -> int:
+    from pathlib import Path
+
+    from experiments.report import write_report
+    from experiments.study import load_spec, write_results
+
+    args = build_report_parser().parse_args(list(argv))
+    if args.reps < 10:
+        raise UsageError(f"--reps must be >= 10 (got {args.reps}); 2000 is usual")
+    folder = Path(args.folder)
+    load_spec(folder)
+    write_results(folder)
+    print(f"report: {write_report(folder, reps=args.reps, seed=args.seed)}")
+    return 0

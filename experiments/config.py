@@ -36,6 +36,13 @@ class RunConfig:
     n_envs: int | None = field(
         default=None, metadata={"help": "number of parallel environments; default: from the hyperparameter file"}
     )
+    no_batched_env: bool = field(
+        default=False,
+        metadata={
+            "help": "step each FourRooms-v0 copy on its own in SB3's DummyVecEnv instead of all --n-envs copies "
+            "together in the batched numpy env (same dynamics; the batched env is faster with many copies)"
+        },
+    )
     eval_freq: int = field(
         default=10_000,
         metadata={
@@ -53,7 +60,17 @@ class RunConfig:
         metadata={"help": "keyword arguments of the environment, k=v with YAML values (e.g. subgoals=[] slip=0.1)"},
     )
     log_folder: str = field(default="logs", metadata={"help": "folder that receives one sub-folder per run"})
-    progress: bool = field(default=False, metadata={"help": "show a progress bar"})
+    progress: bool = field(default=False, metadata={"help": "show a progress bar (always on in an interactive terminal)"})
+    checkpoint_freq: int = field(
+        default=0,
+        metadata={
+            "help": "save a checkpoint every this many environment steps into <log-folder>/<algo>/.checkpoints/<run>/ "
+            "(ppo, a2c, qac; 0: off); --resume continues from the latest"
+        },
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "continue this run from its latest checkpoint (see --checkpoint-freq)"}
+    )
     verbose: int = field(default=1, metadata={"help": "0: quiet, 1: summary lines, 2: SB3's training tables"})
 
     def to_dict(self) -> dict[str, Any]:

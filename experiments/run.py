@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -53,6 +54,7 @@ def _supervised_runner() -> Runner:
 ALGOS: dict[str, AlgoSpec] = {
     "ppo": AlgoSpec(_sb3_runner, ("softmax", "escort")),
     "a2c": AlgoSpec(_sb3_runner, ("softmax", "escort")),
+    "qac": AlgoSpec(_sb3_runner, ("softmax", "escort", "neurd")),
     "exact": AlgoSpec(_exact_runner, ("softmax", "escort", "neurd", "gnpg")),
     "supervised": AlgoSpec(_supervised_runner, ("softmax", "escort")),
 }
@@ -131,13 +133,19 @@ def resolve(config: RunConfig) -> dict[str, Any]:
 
 def next_run_dir(config: RunConfig) -> Path:
     """:param config: the run
-    :return: ``<log_folder>/<algo>/<env>_<policy>_s<seed>``, with ``_2``, ``_3``... when that exists already"""
+    :return: ``<log_folder>/<algo>/<env>_<policy>_s<seed>``, with ``_2``, ``_3``... when that exists already
+        (with ``--resume``, an interrupted run's folder is reused)"""
     base = Path(config.log_folder) / config.algo / config.run_name
     candidate, k = base, 1
-    while candidate.exists():
+    while candidate.exists() and not (config.resume and _interrupted(candidate)):
         k += 1
         candidate = base.with_name(f"{base.name}_{k}")
     return candidate
+
+
+def _interrupted(run_dir: Path) -> bool:
+    summary = run_dir / SUMMARY_FILE
+    return summary.exists() and bool(json.loads(summary.read_text()).get("interrupted"))
 
 
 def run(config: RunConfig, run_dir: Path | None = None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,10 +14,11 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.preprocessing import is_image_space
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize, VecTransposeImage
 
 from envs.make import env_family, make_vec_env
+from experiments.checkpoints import checkpoint_callback, discard, resume_point
 from experiments.config import RunConfig
 from experiments.errors import UsageError
 from experiments.hyperparams import schedule
@@ -29,6 +31,14 @@ SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 SB3_ALIASES = {"mlp": "MlpPolicy", "cnn": "CnnPolicy", "multi": "MultiInputPolicy"}
 MODEL_FILE = "model.zip"
 NORMALIZE_FILE = "vecnormalize.pkl"
+
+
+def eval_deterministic(env_id: str, hp: dict[str, Any]) -> bool:
+    """:param env_id: the env id
+    :param hp: resolved hyperparameters (``eval_deterministic`` wins when given)
+    :return: whether evaluations take the greedy action: yes for our envs and the rest, no for Atari and MiniGrid
+        (rl-zoo3 evaluates those stochastically: a greedy Atari policy can stall, e.g. never press FIRE)"""
+    return bool(hp.get("eval_deterministic", env_family(env_id) == "other"))
 
 
 def observation_kind(space: gym.Space) -> str:
@@ -107,10 +117,12 @@ def make_envs(config: RunConfig, hp: dict[str, Any], run_dir: Path | None) -> tu
     :param run_dir: the run folder, or None for no monitor files
     :return: (train_env, eval_env)
     """
-    common = {"env_kwargs": config.env_kwargs, "frame_stack": hp.get("frame_stack")}
+    common = {"env_kwargs": config.env_kwargs, "frame_stack": hp.get("frame_stack"), "batched": not config.no_batched_env}
     monitor_dir = str(run_dir) if run_dir is not None else None
     train_env = make_vec_env(config.env, int(hp.get("n_envs", 1)), config.seed, monitor_dir=monitor_dir, **common)
     eval_env = make_vec_env(config.env, 1, config.seed + 10_000, training=False, **common)
+    if is_image_space(eval_env.observation_space) and not is_image_space_channels_first(eval_env.observation_space):
+        eval_env = VecTransposeImage(eval_env)  # as SB3 wraps the training env: EvalCallback expects the same wrapper
     if hp.get("normalize"):
         train_env = VecNormalize(train_env, gamma=float(hp.get("gamma", 0.99)))
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
@@ -129,7 +141,7 @@ def build_model(config: RunConfig, hp: dict[str, Any], env: VecEnv, tensorboard_
     algo = SB3_ALGOS[config.algo]
     policy, extra = algo.policy_for(config.policy, config.p, observation_kind(env.observation_space))
     kwargs = {k: schedule(v) if k in SCHEDULE_KEYS else v for k, v in hp.items() if k not in RUNNER_KEYS}
-    policy_kwargs = {**(hp.get("policy_kwargs") or {}), **extra}
+    policy_kwargs = {**named_extractor(hp.get("policy_kwargs") or {}), **extra}
     try:
         return algo.load_class()(
             policy,
@@ -147,6 +159,22 @@ def build_model(config: RunConfig, hp: dict[str, Any], env: VecEnv, tensorboard_
         ) from None
 
 
+def named_extractor(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Replace a ``features_extractor_class`` given by name (hyperparameter files are data) with the class.
+
+    :param policy_kwargs: ``policy_kwargs`` as the hyperparameter file gives them
+    :return: the same, with the extractor class looked up in ``policies.extractors.FEATURES_EXTRACTORS``
+    """
+    name = policy_kwargs.get("features_extractor_class")
+    if not isinstance(name, str):
+        return dict(policy_kwargs)
+    from policies.extractors import FEATURES_EXTRACTORS
+
+    if name not in FEATURES_EXTRACTORS:
+        raise UsageError(f"unknown features_extractor_class '{name}': choose one of {', '.join(FEATURES_EXTRACTORS)}")
+    return {**policy_kwargs, "features_extractor_class": FEATURES_EXTRACTORS[name]}
+
+
 def run_sb3(config: RunConfig, hp: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Train, evaluate periodically, save ``model.zip``, and summarise.
 
@@ -156,9 +184,15 @@ def run_sb3(config: RunConfig, hp: dict[str, Any], run_dir: Path) -> dict[str, A
     :return: summary scalars: final evaluation return (mean, std), fraction of V* where a transition model exists, fps
     """
     train_env, eval_env = make_envs(config, hp, run_dir)
-    model = build_model(config, hp, train_env, tensorboard_log=str(run_dir / "tb"))
+    resume_from = resume_point(config)
+    if resume_from is None:
+        model = build_model(config, hp, train_env, tensorboard_log=str(run_dir / "tb"))
+    else:
+        algo_class = SB3_ALGOS[config.algo].load_class()
+        model, train_env = resume_from.restore(algo_class, train_env, config.device, str(run_dir / "tb"))
+    first_step = model.num_timesteps
     n_envs = train_env.num_envs
-    deterministic = bool(hp.get("eval_deterministic", env_family(config.env) == "other"))
+    deterministic = eval_deterministic(config.env, hp)
     callback = None
     if config.eval_freq > 0:
         callback = EvalCallback(
@@ -169,12 +203,23 @@ def run_sb3(config: RunConfig, hp: dict[str, Any], run_dir: Path) -> dict[str, A
             deterministic=deterministic,
             verbose=0,
         )
+    if resume_from is not None:
+        resume_from.restore_evaluations(callback)
+    checkpointer = checkpoint_callback(config, n_envs, run_dir)
     start = time.perf_counter()
     interrupted = False
     try:
-        model.learn(total_timesteps=int(hp["n_timesteps"]), callback=callback, progress_bar=config.progress, tb_log_name="tb")
+        model.learn(
+            total_timesteps=int(hp["n_timesteps"]) - first_step,
+            callback=[c for c in (callback, checkpointer) if c is not None],
+            progress_bar=config.progress or sys.stderr.isatty(),
+            tb_log_name="tb",
+            reset_num_timesteps=resume_from is None,
+        )
     except KeyboardInterrupt:
         interrupted = True
+        if checkpointer is not None:
+            checkpointer.save()
     wall = time.perf_counter() - start
     model.save(run_dir / MODEL_FILE)
     if isinstance(train_env, VecNormalize):
@@ -183,7 +228,7 @@ def run_sb3(config: RunConfig, hp: dict[str, Any], run_dir: Path) -> dict[str, A
     summary: dict[str, Any] = {
         "timesteps": int(model.num_timesteps),
         "wall_time": wall,
-        "fps": model.num_timesteps / max(wall, 1e-9),
+        "fps": (model.num_timesteps - first_step) / max(wall, 1e-9),
     }
     rows = _eval_rows(run_dir)
     if interrupted:
@@ -199,6 +244,8 @@ def run_sb3(config: RunConfig, hp: dict[str, Any], run_dir: Path) -> dict[str, A
     write_metrics(run_dir, rows)
     train_env.close()
     eval_env.close()
+    if not interrupted:
+        discard(config)
     return summary
 
 

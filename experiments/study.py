@@ -1,0 +1,713 @@
+"""Studies: a grid of runs executed on Dask, stored run by run on the submitting machine, resumable at any time.
+
+A study lives in one folder, ``<log_folder>/studies/<name>/``::
+
+    study.yml        the grid: its name, the settings every run shares, and the runs (algo, env, policy, p, seed)
+    runs/<run>/      one folder per complete run (config.yml, summary.json, metrics.csv, model, ...)
+    failed/<run>.txt the errors of a run that raised, one block per attempt (removed when the run later succeeds)
+    results.csv      the tidy table of every complete run: study, env, algo, policy, p, seed, timesteps, metric, value
+    report.md        the rliable report (``experiments.report``) and its PNG plots
+
+Each run executes in a Dask worker (``run_remote``) inside a temporary folder of the worker's machine; its files come
+back to the submitting process, which writes them into ``runs/<run>.tmp`` and renames that folder to ``runs/<run>``.
+A run is complete iff ``runs/<run>/summary.json`` exists, so a study that is killed at any moment loses no complete run,
+and running the same command again runs exactly the missing ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from experiments.config import RunConfig
+from experiments.errors import UsageError
+from experiments.results import CONFIG_FILE, SUMMARY_FILE, read_metrics, write_yaml
+
+STUDY_FILE = "study.yml"
+RESULTS_FILE = "results.csv"
+RUNS_DIR = "runs"
+FAILED_DIR = "failed"
+LOCK_FILE = ".lock"
+RESULT_COLUMNS = ("study", "env", "algo", "policy", "p", "seed", "timesteps", "metric", "value")
+#: Fields that identify a run inside a study; every other field of ``RunConfig`` is a setting shared by the whole study.
+RUN_FIELDS = ("algo", "env", "policy", "p", "seed")
+#: Fields that change how a run is launched or displayed, not what it computes.
+LAUNCH_FIELDS = ("log_folder", "progress", "verbose", "resume", "checkpoint_freq")
+#: Files larger than this stay on the worker (listed in the run's summary as ``skipped_files``).
+MAX_FILE_BYTES = 256 * 2**20
+#: Environment of local worker processes: one thread per run.
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+@dataclass
+class StudyOptions:
+    """How a grid of runs is launched: its seeds, where it runs, where it is stored and how it is reported."""
+
+    seeds: list[int] | None = field(
+        default=None,
+        metadata={"help": "N: seeds 0..N-1; several values: these seeds (replaces --seed); more than one run makes a study"},
+    )
+    study: str | None = field(
+        default=None, metadata={"help": "study name, stored in <log-folder>/studies/NAME; default: derived from the grid"}
+    )
+    workers: int = field(
+        default=os.cpu_count() or 1,
+        metadata={"help": "worker processes of the local Dask cluster (one thread each); ignored with --cluster"},
+    )
+    cluster: str | None = field(
+        default=None,
+        metadata={"help": "address of a running Dask scheduler (tcp://HOST:PORT) to run the study on; default: a local one"},
+    )
+    retries: int = field(default=1, metadata={"help": "how many times a run that raised is tried again"})
+    no_report: bool = field(default=False, metadata={"help": "do not write the report at the end of a study"})
+    reps: int = field(default=2000, metadata={"help": "bootstrap replications of the report's confidence intervals"})
+
+
+@dataclass(frozen=True)
+class Study:
+    """A named grid of runs and the folder that holds it."""
+
+    name: str
+    folder: Path
+    configs: tuple[RunConfig, ...]
+
+    @property
+    def runs_dir(self) -> Path:
+        """:return: the folder of complete runs"""
+        return self.folder / RUNS_DIR
+
+    def complete(self) -> set[str]:
+        """:return: names of the runs of this folder that are complete (in or out of the current grid)"""
+        return complete_runs(self.folder)
+
+    def pending(self) -> list[RunConfig]:
+        """:return: the runs of the grid that are not complete yet, in grid order"""
+        done = self.complete()
+        return [c for c in self.configs if run_key(c) not in done]
+
+
+@dataclass
+class StudyOutcome:
+    """What a call of ``run_study`` achieved."""
+
+    study: Study
+    completed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: int = 0
+    interrupted: bool = False
+    wall_time: float = 0.0
+    report: Path | None = None
+
+    @property
+    def n_complete(self) -> int:
+        """:return: runs of the grid that are complete now"""
+        done = self.study.complete()
+        return sum(run_key(c) in done for c in self.study.configs)
+
+
+def run_key(config: RunConfig) -> str:
+    """:param config: a run
+    :return: its folder name in a study: ``<algo>_<env>_<policy>_s<seed>`` (deterministic, so resume finds it)"""
+    return f"{config.algo}_{config.run_name}"
+
+
+def policy_label(policy: str, p: float) -> str:
+    """:param policy: a policy parameterization
+    :param p: its escort power
+    :return: ``escort-p2`` for escort, the policy name otherwise"""
+    return f"{policy}-p{p:g}" if policy == "escort" else policy
+
+
+def expand_seeds(configs: Sequence[RunConfig], seeds: Sequence[int] | None) -> list[RunConfig]:
+    """Give every grid point its seeds and drop runs that would be identical (p only matters for escort).
+
+    :param configs: one config per grid point (seed from ``--seed``)
+    :param seeds: ``None`` (keep each config's seed), ``[N]`` (seeds 0..N-1) or an explicit list
+    :return: the runs, in grid order, one per distinct ``run_key``
+    """
+    if seeds is not None and (not seeds or any(s < 0 for s in seeds) or (len(seeds) == 1 and seeds[0] < 1)):
+        raise UsageError(f"--seeds takes a count N >= 1 or several seeds >= 0 (got {' '.join(map(str, seeds))})")
+    values = list(range(seeds[0])) if seeds is not None and len(seeds) == 1 else seeds
+    runs: dict[str, RunConfig] = {}
+    for config in configs:
+        for seed in values if values is not None else [config.seed]:
+            run = RunConfig(**{**config.to_dict(), "seed": int(seed)})
+            runs.setdefault(run_key(run), run)
+    return list(runs.values())
+
+
+def default_name(configs: Sequence[RunConfig]) -> str:
+    """A study's name derived from its grid, e.g. ``ppo_FourRooms-v0_softmax+escort-p2_s0-9``.
+
+    :param configs: the runs
+    :return: algorithms, envs, policies and seeds (long lists shortened to a count and a digest), and ``_n<steps>``
+    """
+    algos = _unique(c.algo for c in configs)
+    env_ids = _unique(c.env.replace("/", "-").replace(":", "-") for c in configs)
+    policies = _unique(policy_label(c.policy, c.p) for c in configs)
+    seeds = sorted({c.seed for c in configs})
+    parts = [_short(algos, "algos"), _short(env_ids, "envs"), _short(policies, "policies"), _seeds_text(seeds)]
+    if configs[0].n_timesteps is not None:
+        parts.append(f"n{configs[0].n_timesteps}")
+    return "_".join(parts)
+
+
+def _unique(values: Any) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:6]
+
+
+def _short(values: list[str], noun: str) -> str:
+    text = "+".join(values)
+    return text if len(values) <= 3 and len(text) <= 48 else f"{len(values)}{noun}-{_digest(text)}"
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    if len(seeds) == 1:
+        return f"s{seeds[0]}"
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"s{seeds[0]}-{seeds[-1]}"
+    return f"{len(seeds)}seeds-{_digest(','.join(map(str, seeds)))}"
+
+
+def make_study(configs: Sequence[RunConfig], name: str | None = None) -> Study:
+    """:param configs: the runs (after ``expand_seeds``); they share every field but the run fields
+    :param name: the study's name (default: ``default_name``)
+    :return: the study, stored in ``<log_folder>/studies/<name>``"""
+    name = name or default_name(configs)
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise UsageError(f"--study '{name}' is not a valid folder name: use letters, digits, '-', '_', '+'")
+    return Study(name=name, folder=Path(configs[0].log_folder) / "studies" / name, configs=tuple(configs))
+
+
+def shared_settings(config: RunConfig) -> dict[str, Any]:
+    """:param config: a run
+    :return: its fields that are neither run fields nor launch fields: what every run of a study must share"""
+    return {k: v for k, v in config.to_dict().items() if k not in RUN_FIELDS + LAUNCH_FIELDS}
+
+
+def save_spec(study: Study) -> None:
+    """Write ``study.yml``; a folder that already holds a study with other settings is refused, and its runs are kept.
+
+    :param study: the study
+    """
+    path = study.folder / STUDY_FILE
+    settings = shared_settings(study.configs[0])
+    runs = [{k: getattr(c, k) for k in RUN_FIELDS} for c in study.configs]
+    if path.exists():
+        old = yaml.safe_load(path.read_text()) or {}
+        old_settings = old.get("settings", {})
+        diff = sorted(k for k in set(settings) | set(old_settings) if settings.get(k) != old_settings.get(k))
+        if diff:
+            key = diff[0]
+            raise UsageError(
+                f"study {study.name} in {study.folder} was run with {key}={old_settings.get(key)!r}, "
+                f"not {settings.get(key)!r}: choose another --study name, or delete that folder"
+            )
+        runs = _unique_runs(old.get("runs", []) + runs)
+    study.folder.mkdir(parents=True, exist_ok=True)
+    write_yaml(path, {"name": study.name, "settings": settings, "runs": runs})
+
+
+def _unique_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list({json.dumps(r, sort_keys=True): r for r in runs}.values())
+
+
+def load_spec(folder: Path) -> dict[str, Any]:
+    """:param folder: a study folder
+    :return: the content of its ``study.yml``"""
+    path = Path(folder) / STUDY_FILE
+    if not path.exists():
+        raise UsageError(f"{folder} is not a study folder (no {STUDY_FILE}): pass the folder that a study printed")
+    return yaml.safe_load(path.read_text())
+
+
+def complete_runs(folder: Path) -> set[str]:
+    """:param folder: a study folder
+    :return: names of its complete runs (folders under their final name that hold a summary)"""
+    runs = Path(folder) / RUNS_DIR
+    if not runs.is_dir():
+        return set()
+    return {p.name for p in runs.iterdir() if not p.name.endswith(".tmp") and (p / SUMMARY_FILE).is_file()}
+
+
+def run_remote(config: dict[str, Any]) -> dict[str, Any]:
+    """Run one configuration in a worker: one torch thread, a private temporary folder, the files returned as bytes.
+
+    :param config: ``RunConfig.to_dict()`` of the run
+    :return: ``files`` (relative path -> bytes) and ``summary``, which adds to the runner's summary ``run_time`` (seconds
+        of ``run`` on the worker: setup, training, evaluation, saving), ``host`` and, if any, ``skipped_files``
+    """
+    import torch
+
+    from experiments.run import run
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="escort-run-") as tmp:
+        run_config = RunConfig(**{**config, "log_folder": tmp, "progress": False, "verbose": 0, "resume": False})
+        summary = run(run_config, Path(tmp) / "run")
+        files, skipped = read_tree(Path(tmp) / "run")
+    summary.pop("run_dir", None)
+    summary.update(run_time=time.perf_counter() - start, host=socket.gethostname())
+    if skipped:
+        summary["skipped_files"] = skipped
+    files[SUMMARY_FILE] = (json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n").encode()
+    return {"files": files, "summary": summary}
+
+
+def read_tree(folder: Path) -> tuple[dict[str, bytes], list[str]]:
+    """:param folder: a run folder
+    :return: its files (relative POSIX path -> content), and the paths of files over ``MAX_FILE_BYTES`` left out"""
+    files: dict[str, bytes] = {}
+    skipped: list[str] = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            rel = path.relative_to(folder).as_posix()
+            if path.stat().st_size > MAX_FILE_BYTES:
+                skipped.append(rel)
+            else:
+                files[rel] = path.read_bytes()
+    return files, skipped
+
+
+def store_run(runs_dir: Path, name: str, files: dict[str, bytes]) -> Path:
+    """Write a run's files into ``<name>.tmp`` and rename it to ``<name>``: the run appears complete or not at all.
+
+    :param runs_dir: the study's ``runs`` folder
+    :param name: the run's name
+    :param files: relative path -> content (must include ``summary.json``)
+    :return: the run folder
+    """
+    if SUMMARY_FILE not in files:
+        raise ValueError(f"run {name} came back without {SUMMARY_FILE}")
+    tmp, final = runs_dir / f"{name}.tmp", runs_dir / name
+    shutil.rmtree(tmp, ignore_errors=True)
+    for rel, data in files.items():
+        path = tmp / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def record_failure(folder: Path, name: str, attempt: int, error: BaseException) -> str:
+    """Append an attempt's error to ``failed/<name>.txt``.
+
+    :param folder: the study folder
+    :param name: the run
+    :param attempt: 1 for the first try
+    :param error: what the run raised (with the worker's traceback)
+    :return: the error's last line
+    """
+    path = folder / FAILED_DIR / f"{name}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    with path.open("a") as handle:
+        handle.write(f"--- attempt {attempt} ({time.strftime('%Y-%m-%d %H:%M:%S')}) ---\n{text}\n")
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def run_rows(study_name: str, run_dir: Path) -> list[list[Any]]:
+    """The tidy rows of one complete run: its metrics table, plus the summary's scalars that the table lacks.
+
+    :param study_name: the study
+    :param run_dir: a complete run folder
+    :return: rows in ``RESULT_COLUMNS`` order
+    """
+    config = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    metrics = read_metrics(run_dir)
+    names = {m for _, m, _ in metrics}
+    end = max((t for t, _, _ in metrics), default=int(summary.get("timesteps", 0)))
+    metrics += [
+        (end, k, float(v))
+        for k, v in sorted(summary.items())
+        if k not in names and k != "timesteps" and isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    ident = [study_name, config["env"], config["algo"], config["policy"], config["p"], config["seed"]]
+    return [[*ident, t, m, v] for t, m, v in metrics]
+
+
+class ResultsTable:
+    """``results.csv`` of a study, rewritten atomically from a cache of each complete run's rows."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        """:param folder: the study folder
+        :param name: the study's name (first column)"""
+        self.path = Path(folder) / RESULTS_FILE
+        self.folder = Path(folder)
+        self.name = name
+        self._chunks: dict[str, str] = {}
+
+    def add(self, run_name: str) -> None:
+        """:param run_name: a complete run of the folder"""
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(run_rows(self.name, self.folder / RUNS_DIR / run_name))
+        self._chunks[run_name] = buffer.getvalue()
+
+    def write(self) -> Path:
+        """:return: the table, rewritten with every run added so far (sorted by run name)"""
+        tmp = self.path.with_name(f"{RESULTS_FILE}.tmp")
+        with tmp.open("w", newline="") as handle:
+            handle.write(",".join(RESULT_COLUMNS) + "\n")
+            handle.writelines(self._chunks[k] for k in sorted(self._chunks))
+        os.replace(tmp, self.path)
+        return self.path
+
+
+def write_results(folder: Path) -> Path:
+    """Rebuild ``results.csv`` from the complete run folders.
+
+    :param folder: a study folder
+    :return: the table's path
+    """
+    table = ResultsTable(folder, load_spec(folder)["name"])
+    for name in sorted(complete_runs(folder)):
+        table.add(name)
+    return table.write()
+
+
+class StudyProgress:
+    """Runs done / running / failed and an ETA: a live rich display on a terminal, one plain line per event otherwise."""
+
+    def __init__(self, total: int, done: int, stream: IO[str], live: bool | None = None) -> None:
+        """:param total: runs in the grid
+        :param done: runs complete before this launch
+        :param stream: where to write
+        :param live: rich display (default: when ``stream`` is a terminal)"""
+        self.total, self.done0, self.stream = total, done, stream
+        self.start = time.perf_counter()
+        self.live = stream.isatty() if live is None else live
+        self._progress: Any = None
+        if self.live:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=Console(file=stream),
+            )
+            self._task = self._progress.add_task("", total=total, completed=done)
+            self._progress.start()
+
+    def update(self, done: int, running: int, failed: int) -> None:
+        """:param done: complete runs of the grid
+        :param running: runs executing now
+        :param failed: runs that failed for good"""
+        text = f"{done} done, {running} running, {failed} failed, ETA {self._eta(done + failed)}"
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done + failed, description=text)
+            return
+        print(f"[{time.strftime('%H:%M:%S')}] {done + failed}/{self.total} runs: {text}", file=self.stream, flush=True)
+
+    def _eta(self, finished: int) -> str:
+        new = finished - self.done0
+        if new <= 0:
+            return "?"
+        seconds = (time.perf_counter() - self.start) / new * (self.total - finished)
+        return format_duration(seconds)
+
+    def close(self) -> None:
+        """Stop the live display."""
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def format_duration(seconds: float) -> str:
+    """:param seconds: a duration
+    :return: ``1h02m03s``, ``2m03s`` or ``3.4s``"""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{sec:02d}s" if hours else f"{minutes}m{sec:02d}s"
+
+
+@contextlib.contextmanager
+def study_lock(folder: Path) -> Iterator[None]:
+    """Hold ``<folder>/.lock`` (released by the OS if the process dies), so two launches never run one study twice.
+
+    :param folder: the study folder
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / LOCK_FILE).open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise UsageError(
+                f"study {folder} is being run by another process (pid {handle.read().strip() or '?'}): wait for it to finish"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def dask_client(options: StudyOptions, n_runs: int) -> Iterator[Any]:
+    """A Dask client: to the scheduler at ``options.cluster``, or to a new LocalCluster on 127.0.0.1.
+
+    :param options: study options (``cluster``, ``workers``)
+    :param n_runs: runs to execute (no more local workers are started)
+    """
+    from distributed import Client, LocalCluster
+
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    cluster = None
+    try:
+        if options.cluster:
+            try:
+                client = Client(options.cluster, timeout="20s")
+            except (OSError, TimeoutError, ValueError) as err:
+                raise UsageError(
+                    f"cannot reach the Dask scheduler at {options.cluster} ({err}): start one with `dask scheduler` "
+                    "or leave out --cluster"
+                ) from None
+        else:
+            cluster = LocalCluster(
+                n_workers=max(1, min(options.workers, n_runs)),
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+                env=WORKER_ENV,
+                preload=[__name__],
+            )
+            client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    finally:
+        quiet.setLevel(level)
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask's preload hook, run in each local worker process as it starts: Ctrl-C in the terminal reaches the whole
+    process group, and only the launching process should act on it (it cancels the runs and closes the cluster).
+
+    :param worker: the Dask worker
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def validate_runs(configs: Sequence[RunConfig]) -> None:
+    """Check every distinct grid point before anything starts (a bad one is a ``UsageError``).
+
+    :param configs: the runs
+    """
+    from experiments.run import resolve, validate
+
+    seen: set[str] = set()
+    for config in configs:
+        key = f"{config.algo}|{config.env}|{config.policy}|{config.p}"
+        if key not in seen:
+            seen.add(key)
+            validate(config).close()
+            resolve(config)
+
+
+def check_options(options: StudyOptions) -> None:
+    """:param options: study options; bad values raise ``UsageError``"""
+    if options.workers < 1:
+        raise UsageError(f"--workers must be >= 1 (got {options.workers})")
+    if options.retries < 0:
+        raise UsageError(f"--retries must be >= 0 (got {options.retries})")
+    if options.reps < 10:
+        raise UsageError(f"--reps must be >= 10 (got {options.reps}); 2000 is usual")
+
+
+def run_study(study: Study, options: StudyOptions, stream: IO[str] | None = None) -> StudyOutcome:
+    """Run the missing runs of a study on Dask, store each as it completes, then write the table and the report.
+
+    The cluster starts first, so that its workers import the training code while this process checks the grid; a bad
+    grid raises ``UsageError`` before anything is written.
+
+    :param study: the study
+    :param options: how to run it
+    :param stream: progress and summary output (default: stdout)
+    :return: what happened; on Ctrl-C ``interrupted`` is set and the complete runs are on disk
+    """
+    stream = stream or sys.stdout
+    check_options(options)
+    start = time.perf_counter()
+    outcome = StudyOutcome(study=study)
+    with contextlib.ExitStack() as cluster:
+        n_pending = len(study.pending())
+        client = cluster.enter_context(dask_client(options, n_pending)) if n_pending else None
+        warm = warm_up(client) if client is not None else []
+        validate_runs(study.configs)
+        with study_lock(study.folder):
+            table = _prepare(study)
+            pending = study.pending()
+            outcome.skipped = len(study.configs) - len(pending)
+            progress = StudyProgress(len(study.configs), outcome.skipped, stream)
+            try:
+                if pending:
+                    _execute(client, study, pending, options, table, progress, outcome)
+            except KeyboardInterrupt:
+                outcome.interrupted = True
+            finally:
+                progress.close()
+                del warm
+                cluster.close()
+            outcome.wall_time = time.perf_counter() - start
+            if not outcome.interrupted and not options.no_report and study.complete():
+                from experiments.report import write_report
+
+                outcome.report = write_report(study.folder, reps=options.reps)
+    return outcome
+
+
+def _prepare(study: Study) -> ResultsTable:
+    """Save the spec, remove partial run folders of a killed launch, and rewrite the table from the complete runs."""
+    save_spec(study)
+    study.runs_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in study.runs_dir.glob("*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    table = ResultsTable(study.folder, study.name)
+    for name in sorted(study.complete()):
+        table.add(name)
+    table.write()
+    return table
+
+
+def warm_up(client: Any) -> list[Any]:
+    """Have every worker import the training code now (keep the returned futures until the runs are submitted).
+
+    :param client: a Dask client
+    :return: one future per worker
+    """
+    return [
+        client.submit(import_training_code, workers=[address], allow_other_workers=False, pure=False)
+        for address in client.scheduler_info()["workers"]
+    ]
+
+
+def import_training_code() -> bool:
+    """Import what the first run of a process would otherwise import on the way: torch (with the ``torch._dynamo`` that
+    its optimizers load lazily), TensorBoard's writer, SB3 and the runners.
+
+    :return: True
+    """
+    import torch._dynamo  # noqa: F401
+    from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+
+    import experiments.run
+    import experiments.sb3_run  # noqa: F401
+
+    return experiments.run.ALGOS is not None
+
+
+def _execute(
+    client: Any,
+    study: Study,
+    pending: list[RunConfig],
+    options: StudyOptions,
+    table: ResultsTable,
+    progress: StudyProgress,
+    outcome: StudyOutcome,
+) -> None:
+    from distributed import as_completed
+
+    attempts: Counter[str] = Counter()
+    futures = {_submit(client, config): config for config in pending}
+    queue = as_completed(list(futures))
+    done = outcome.skipped
+    progress.update(done, _running(client, len(futures)), 0)
+    try:
+        for future in queue:
+            config = futures.pop(future)
+            name = run_key(config)
+            try:
+                result = future.result()
+            except Exception as err:  # noqa: BLE001 (any error of a run is recorded; the study goes on)
+                attempts[name] += 1
+                message = record_failure(study.folder, name, attempts[name], err)
+                if attempts[name] <= options.retries:
+                    retry = _submit(client, config)
+                    futures[retry] = config
+                    queue.add(retry)
+                else:
+                    outcome.failed[name] = message
+            else:
+                store_run(study.runs_dir, name, result["files"])
+                (study.folder / FAILED_DIR / f"{name}.txt").unlink(missing_ok=True)
+                table.add(name)
+                table.write()
+                outcome.completed.append(name)
+                done += 1
+            future.release()
+            progress.update(done, _running(client, len(futures)), len(outcome.failed))
+    finally:
+        if futures:
+            client.cancel(list(futures))
+
+
+def _submit(client: Any, config: RunConfig) -> Any:
+    return client.submit(run_remote, config.to_dict(), key=f"{run_key(config)}-{uuid.uuid4().hex[:8]}", pure=False)
+
+
+def _running(client: Any, outstanding: int) -> int:
+    try:
+        threads = sum(client.nthreads().values())
+    except (OSError, TimeoutError):
+        threads = outstanding
+    return min(threads, outstanding)
+
+
+def summary_line(outcome: StudyOutcome) -> str:
+    """:param outcome: a finished (or interrupted) study
+    :return: one line: runs complete and failed, time, and where the report (or the folder) is"""
+    study = outcome.study
+    text = (
+        f"study {study.name}: {outcome.n_complete}/{len(study.configs)} runs complete "
+        f"({len(outcome.completed)} new, {outcome.skipped} already done), {len(outcome.failed)} failed, "
+        f"{format_duration(outcome.wall_time)}"
+    )
+    if outcome.interrupted:
+        return f"{text}; interrupted: run the same command again to resume ({study.folder})"
+    if outcome.failed:
+        text += f"; errors in {study.folder / FAILED_DIR}"
+    where = outcome.report if outcome.report is not None else study.folder
+    return f"{text}; report: {where}" if outcome.report is not None else f"{text}; folder: {where}"

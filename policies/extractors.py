@@ -1,0 +1,51 @@
+"""Feature extractors for observations SB3's own do not fit, and the names hyperparameter files call them by."""
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, NatureCNN
+from torch import nn
+
+
+class MiniGridCNN(BaseFeaturesExtractor):
+    """
+    Three 2x2 convolutions (16, 32, 64 channels, a 2x2 max-pool after the first) for MiniGrid's 7x7x3 symbolic view:
+    the extractor of MiniGrid's training documentation and of lcswillems/rl-starter-files. A 7x7 view is too small for
+    ``NatureCNN`` (its first layer is an 8x8 convolution with stride 4). The view's cells hold small integers (object,
+    colour, state), so the policy should see them unscaled (``normalize_images=False``).
+
+    :param observation_space: channel-first image space (SB3 transposes channel-last images before the extractor)
+    :param features_dim: number of features (the flattened output of the last convolution for a 7x7 view: 64)
+    """
+
+    def __init__(self, observation_space: spaces.Box, features_dim: int = 64) -> None:
+        channels, height, width = observation_space.shape
+        if min(height, width) < 4:
+            raise ValueError(f"MiniGridCNN needs images of at least 4x4 cells, got {height}x{width}")
+        convolutions = nn.Sequential(
+            nn.Conv2d(channels, 16, kernel_size=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, kernel_size=2),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=2),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with th.no_grad():
+            n_flat = convolutions(th.zeros(1, channels, height, width)).shape[1]
+        super().__init__(observation_space, features_dim)
+        self.cnn = convolutions
+        self.linear = nn.Identity() if n_flat == features_dim else nn.Sequential(nn.Linear(n_flat, features_dim), nn.ReLU())
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        """:param observations: (batch, channels, height, width)
+        :return: (batch, features_dim) features"""
+        return self.linear(self.cnn(observations))
+
+
+#: Names of feature extractors for ``policy_kwargs: {features_extractor_class: NAME}`` in hyperparameter files.
+FEATURES_EXTRACTORS: dict[str, type[BaseFeaturesExtractor]] = {
+    "MiniGridCNN": MiniGridCNN,
+    "NatureCNN": NatureCNN,
+    "FlattenExtractor": FlattenExtractor,
+}
