@@ -58,10 +58,11 @@ class BanditEnv(gym.Env[np.ndarray, np.int64]):
     - ``rewards``: expected reward of each arm (at least one arm).
     - ``noise``: standard deviation of the Gaussian reward noise (default 0: deterministic).
     - ``gamma``: discount of :meth:`transition_model` (it does not change the one-step returns).
-    - ``render_mode``: ``"ansi"`` or ``None``.
+    - ``render_mode``: ``"ansi"`` (text), ``"rgb_array"`` (one bar per arm, its height the reward, the last pull in blue) or
+      ``None``.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -141,18 +142,30 @@ class BanditEnv(gym.Env[np.ndarray, np.int64]):
         """
         return np.array([[DECISION], [TERMINAL]], dtype=np.float32)
 
-    def render(self) -> str | None:
+    def render(self) -> str | np.ndarray | None:
         """
         Describe the arms and the last pull.
 
-        :return: the text for ``"ansi"``, else ``None``.
+        :return: the text for ``"ansi"``, a uint8 image for ``"rgb_array"``, else ``None``.
         """
         if self.render_mode is None:
-            gym.logger.warn("render() was called without a render_mode; pass render_mode='ansi'")
+            gym.logger.warn("render() was called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
             return None
+        if self.render_mode == "rgb_array":
+            return self._render_rgb()
         arms = " ".join(f"[{i}: {r:g}]" for i, r in enumerate(self.rewards))
         last = "no pull yet" if self._last is None else f"pulled {self._last[0]}, reward {self._last[1]:g}"
         return f"{arms}  {last}\n"
+
+
+    def _render_rgb(self, height: int = 32, width: int = 8) -> np.ndarray:
+        image = np.full((height, width * len(self.rewards), 3), 235, dtype=np.uint8)
+        low, high = min(0.0, *self.rewards), max(1e-12, *self.rewards)
+        for arm, reward in enumerate(self.rewards):
+            bar = int(round((reward - low) / (high - low) * (height - 2)))
+            color = (40, 80, 220) if self._last is not None and self._last[0] == arm else (60, 60, 60)
+            image[height - bar :, arm * width + 1 : (arm + 1) * width - 1] = color
+        return image
 
 
 def _parse_real(value: Any, name: str) -> float:

@@ -153,7 +153,7 @@ def build_model(config: RunConfig, hp: dict[str, Any], env: VecEnv, tensorboard_
             verbose=1 if config.verbose >= 2 else 0,
             **kwargs,
         )
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise UsageError(
             f"hyperparameters do not fit {config.algo}: {err}; fix --hyperparams or hyperparams/{config.algo}.yml"
         ) from None

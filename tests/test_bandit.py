@@ -77,7 +77,7 @@ def test_noisy_rewards_have_the_arm_mean_and_depend_only_on_the_seed() -> None:
         ({"rewards": [1.0, float("inf")]}, r"rewards\[1\]"),
         ({"noise": -0.1}, "noise"),
         ({"gamma": 1.5}, "gamma"),
-        ({"render_mode": "rgb_array"}, "render_mode"),
+        ({"render_mode": "human"}, "render_mode"),
     ],
 )
 def test_invalid_kwargs_are_rejected(kwargs: dict, message: str) -> None:
@@ -105,3 +105,14 @@ def test_gymnasium_and_sb3_env_checkers_pass() -> None:
         env = gym.make("Bandit-v0", **kwargs)
         gym_check_env(env.unwrapped, skip_render_check=True)
         sb3_check_env(env.unwrapped, warn=True)
+
+
+def test_rgb_rendering_marks_the_last_pull() -> None:
+    env = BanditEnv(render_mode="rgb_array")
+    env.reset(seed=0)
+    before = env.render()
+    env.step(1)
+    after = env.render()
+    assert before.dtype == np.uint8 and before.shape == after.shape == (32, 24, 3)
+    changed = np.argwhere((before != after).any(axis=2))
+    assert changed.size and set(changed[:, 1] // 8) == {1}
