@@ -142,11 +142,14 @@ def format_summary(config: RunConfig, summary: dict[str, Any]) -> str:
     if "final_return" in summary:
         lines.append(f"final evaluation return: {summary['final_return']:.3f} +- {summary.get('final_return_std', 0.0):.3f}")
     if "fraction_of_optimal" in summary:
-        lines.append(f"greedy policy reaches {100 * summary['fraction_of_optimal']:.1f}% of V* (start state)")
+        who = "policy" if config.algo == "exact" else "greedy policy"
+        lines.append(f"{who} reaches {100 * summary['fraction_of_optimal']:.1f}% of V* (start state)")
     if summary.get("subgoals_collected") is not None:
         lines.append(f"sub-goals collected by the greedy policy: {summary['subgoals_collected'] or 'none'}")
     if summary.get("escape_time") is not None:
         lines.append(f"escape time: {summary['escape_time']} iterations")
+    elif config.algo == "exact":
+        lines.append(f"did not escape within {summary.get('iterations', 'the')} iterations")
     if "test_accuracy" in summary:
         lines.append(f"test accuracy: {100 * summary['test_accuracy']:.2f}%")
     return "\n".join(lines)
