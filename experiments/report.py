@@ -31,6 +31,8 @@ CURVE_METRICS = ("eval_return", "value", "test_accuracy")
 #: At most this many points per learning curve are bootstrapped and drawn.
 CURVE_POINTS = 100
 BASELINE = "softmax"
+#: Columns that identify a run in a study's table (with its env).
+RUN_KEYS = ("label", "algo", "seed")
 AGGREGATES = ("IQM", "Mean", "Optimality gap")
 
 #: Random and human scores (random, human) of Atari games, from DeepMind's DQN Zoo (``dqn_zoo/atari_data.py``), the
@@ -127,9 +129,9 @@ def final_scores(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Normalisa
     """
     frames, used = [], {}
     for env, rows in table.groupby("env", sort=True):
-        runs = rows.groupby(["label", "algo", "seed"], sort=False)
+        runs = pd.MultiIndex.from_frame(rows[list(RUN_KEYS)].drop_duplicates())
         for norm in NORMALISATIONS:
-            raw = runs.apply(lambda r, m=norm.metric: _last(r, m), include_groups=False)
+            raw = _last(rows, norm.metric).reindex(runs)
             if raw.isna().any():
                 continue
             scaled = norm.scale(raw.to_numpy(dtype=float), str(env))
@@ -145,9 +147,10 @@ def final_scores(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Normalisa
     return pd.concat(frames, ignore_index=True), used
 
 
-def _last(rows: pd.DataFrame, metric: str) -> float:
-    values = rows[rows["metric"] == metric].sort_values("timesteps")["value"]
-    return float(values.iloc[-1]) if len(values) else np.nan
+def _last(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """:return: the last value of ``metric`` of each run (label, algo, seed) that has it"""
+    values = rows[rows["metric"] == metric].sort_values("timesteps", kind="stable")
+    return values.groupby(list(RUN_KEYS), sort=False)["value"].last()
 
 
 def score_matrices(scores: pd.DataFrame, labels: list[str]) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
