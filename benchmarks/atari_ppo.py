@@ -1,6 +1,6 @@
 """PPO with softmax and escort policies on one Atari game: game scores after 100k steps, and their training speed ratio.
 
-Run from the repository root: ``python benchmarks/atari_ppo.py [--env ALE/Breakout-v5] [-n 100000] [--seeds 0]``.
+Run from the repository root: ``python benchmarks/atari_ppo.py [--env ALE/RoadRunner-v5] [-n 100000] [--seeds 0]``.
 For each seed, one process trains the softmax and the escort model side by side (``hyperparams/ppo.yml``: the ``atari``
 preset, NatureCNN, 4 stacked 84x84 frames) in two threads that take turns, one rollout + update each: the seconds of
 each turn are summed per model, so both speeds are measured under the same machine load and
@@ -207,7 +207,7 @@ def _row(env_id: str, seed: int, policy: str, steps: int, scores: Any, seconds: 
 def main() -> None:
     """Run the seeds (in parallel processes) and print one line per policy and seed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="ALE/Breakout-v5", help="Atari id")
+    parser.add_argument("--env", default="ALE/RoadRunner-v5", help="Atari id")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds")
     parser.add_argument("-n", "--n-timesteps", type=int, default=100_000, help="training steps per model")
     parser.add_argument("--eval-episodes", type=int, default=10, help="full games per score")
