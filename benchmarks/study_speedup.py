@@ -4,12 +4,14 @@ Run from the repository root: ``python benchmarks/study_speedup.py [--runs 8] [-
 configuration runs the whole study in a fresh folder (local cluster start included, no report) and prints its wall
 time, the time its runs took on their workers (in all, and how many ran at a time on average), and the load average of
 the machine before and after; the last line is the speedup. On a machine that other work keeps busy the ratio drops
-(each run gets slower as more run at a time): read it together with the load.
+(each run gets slower as more run at a time): a control before and after, two processes against one on a pure-Python
+loop, shows what speedup the machine allowed at the time (2.0 on two idle cores).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -54,6 +56,30 @@ def time_study(argv: list[str]) -> dict[str, float]:
     return {"wall": wall, "busy": busy, "runs": outcome.n_complete, "load_before": load_before, "load_after": load_after}
 
 
+def spin(n: int) -> float:
+    """:param n: loop iterations of pure-Python arithmetic
+    :return: seconds taken"""
+    start = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i * i
+    return time.perf_counter() - start
+
+
+def machine_speedup(n: int = 20_000_000) -> float:
+    """The control: how much faster two CPU-bound processes finish two equal jobs than one process does, right now.
+
+    :param n: size of each job
+    :return: that ratio (2 on two idle cores; lower when other work holds the CPUs)
+    """
+    one = spin(n) * 2
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        start = time.perf_counter()
+        pool.map(spin, [n, n])
+        two = time.perf_counter() - start
+    return one / two
+
+
 def main() -> None:
     """Time the study once per worker count and print the speedup of the largest over the smallest."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -62,6 +88,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     print(f"{args.runs} runs of PPO on FourRooms-v0, {args.n_timesteps} steps each; {os.cpu_count()} CPUs")
+    print(f"control: 2 processes vs 1 on a pure-Python loop: {machine_speedup():.2f}x", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for workers in args.workers:
@@ -74,6 +101,7 @@ def main() -> None:
                 flush=True,
             )
     low, high = min(results), max(results)
+    print(f"control: 2 processes vs 1 on a pure-Python loop: {machine_speedup():.2f}x")
     print(f"speedup {high} vs {low} workers: {results[low]['wall'] / results[high]['wall']:.2f}x")
 
 
