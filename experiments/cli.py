@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="train.py",
         description="Train softmax, escort and NeuRD policies with PPO, A2C, QAC or exact policy gradient.",
+        epilog="Saved runs and studies: 'train.py --eval RUN_FOLDER [--video]' evaluates a run folder and records an "
+        "episode (see train.py --eval --help); 'train.py report STUDY_FOLDER' rewrites a study's table and report.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _add_fields(parser, RunConfig)

@@ -339,7 +339,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """:return: the parser of ``train.py --eval``"""
     parser = _Parser(
-        prog="train.py --eval",
+        prog="train.py",
         description="Evaluate a saved run (its model, resolved config and normalisation statistics); optionally record "
         "a video of one episode.",
     )
@@ -365,7 +365,11 @@ def main(argv: Sequence[str]) -> int:
     :param argv: arguments without the program name
     :return: exit status 0
     """
-    args = build_parser().parse_args(list(argv))
+    parser = build_parser()
+    if "-h" in argv or "--help" in argv:  # before --eval's missing argument can be reported
+        parser.print_help()
+        return 0
+    args = parser.parse_args(list(argv))
     result = evaluate_run(args.eval, args.eval_episodes, args.seed, device=args.device)
     run = load_run(args.eval)
     actions = "greedy" if result.deterministic else "sampled"

@@ -176,3 +176,13 @@ def test_mp4_without_imageio_ffmpeg_names_the_package(monkeypatch, tmp_path) -> 
     monkeypatch.setitem(__import__("sys").modules, "imageio_ffmpeg", None)
     with pytest.raises(UsageError, match="pip install imageio-ffmpeg"):
         evaluate.write_video([np.zeros((8, 8, 3), dtype=np.uint8)] * 2, tmp_path / "x.mp4", fps=4)
+
+
+def test_eval_help_lists_its_flags_and_train_help_points_to_it(capsys) -> None:
+    assert main(["--eval", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--eval RUN_FOLDER" in out and "--video" in out and "--eval-episodes" in out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "train.py --eval RUN_FOLDER" in capsys.readouterr().out
