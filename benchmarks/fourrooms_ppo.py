@@ -29,8 +29,9 @@ SETTINGS = {"subgoals off": {"subgoals": []}, "default (sub-goals on)": {}}
 POLICIES = ("softmax", "escort")
 
 
-def one_run(policy: str, seed: int, env_kwargs: dict[str, Any], n_timesteps: int, hyperparams: dict[str, Any]
-            ) -> dict[str, Any]:
+def one_run(
+    policy: str, seed: int, env_kwargs: dict[str, Any], n_timesteps: int, hyperparams: dict[str, Any]
+) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
@@ -38,8 +39,16 @@ def one_run(policy: str, seed: int, env_kwargs: dict[str, Any], n_timesteps: int
     from experiments.run import run
 
     with tempfile.TemporaryDirectory() as logs:
-        config = RunConfig(policy=policy, seed=seed, env_kwargs=env_kwargs, n_timesteps=n_timesteps, log_folder=logs,
-                           eval_freq=0, verbose=0, hyperparams=hyperparams)
+        config = RunConfig(
+            policy=policy,
+            seed=seed,
+            env_kwargs=env_kwargs,
+            n_timesteps=n_timesteps,
+            log_folder=logs,
+            eval_freq=0,
+            verbose=0,
+            hyperparams=hyperparams,
+        )
         start = time.perf_counter()
         summary = run(config)
         return {**summary, "seconds": time.perf_counter() - start}
@@ -57,12 +66,13 @@ def main() -> None:
     settings = list(SETTINGS) if args.setting is None else [list(SETTINGS)[args.setting == "default"]]
     jobs = [(name, policy, seed) for name in settings for policy in POLICIES for seed in range(args.seeds)]
     with ProcessPoolExecutor(args.workers) as pool:
-        futures = {job: pool.submit(one_run, job[1], job[2], SETTINGS[job[0]], args.n_timesteps, hyperparams)
-                   for job in jobs}
+        futures = {job: pool.submit(one_run, job[1], job[2], SETTINGS[job[0]], args.n_timesteps, hyperparams) for job in jobs}
         results = {job: future.result() for job, future in futures.items()}
     overrides = f", overrides {hyperparams}" if hyperparams else ""
-    print(f"PPO on FourRooms-v0, {args.n_timesteps} steps, default hyperparameters (hyperparams/ppo.yml){overrides}, "
-          "greedy policy")
+    print(
+        f"PPO on FourRooms-v0, {args.n_timesteps} steps, default hyperparameters (hyperparams/ppo.yml){overrides}, "
+        "greedy policy"
+    )
     seconds = sorted(r["seconds"] for r in results.values())
     print(f"wall seconds per run: median {seconds[len(seconds) // 2]:.1f}, max {seconds[-1]:.1f} ({args.workers} workers)")
     for name in settings:
@@ -72,8 +82,10 @@ def main() -> None:
             fractions = [r["fraction_of_optimal"] for r in rows]
             reached = sum(f >= 0.95 for f in fractions)
             subgoals = [r.get("subgoals_collected") for r in rows]
-            print(f"  {policy:8s} {' '.join(f'{f:6.3f}' for f in fractions)}   >=95% of V*: {reached}/{args.seeds}"
-                  f"   sub-goals: {subgoals}")
+            print(
+                f"  {policy:8s} {' '.join(f'{f:6.3f}' for f in fractions)}   >=95% of V*: {reached}/{args.seeds}"
+                f"   sub-goals: {subgoals}"
+            )
 
 
 if __name__ == "__main__":
