@@ -1,11 +1,12 @@
 """Speedup of a study on 2 Dask workers over 1: the same 8 PPO runs on FourRooms-v0, measured side by side.
 
-Run from the repository root: ``python benchmarks/study_speedup.py [--runs 8] [-n 16384] [--workers 1 2]``. Each
-configuration runs the whole study in a fresh folder (local cluster start included, no report) and prints its wall
-time, the time its runs took on their workers (in all, and how many ran at a time on average), and the load average of
-the machine before and after; the last line is the speedup. On a machine that other work keeps busy the ratio drops
-(each run gets slower as more run at a time): a control before and after, two processes against one on a pure-Python
-loop, shows what speedup the machine allowed at the time (2.0 on two idle cores).
+Run from the repository root: ``python benchmarks/study_speedup.py [--runs 8] [-n 50000] [--workers 1 2]`` (50k
+steps: the FourRooms-v0 default). Each configuration runs the whole study in a fresh folder (local cluster start
+included, no report) and prints its wall time, the time its runs took on their workers (in all, and how many ran at a
+time on average), and the load average of the machine before and after; the last line is the speedup. On a machine
+that other work keeps busy the ratio drops (each run gets slower as more run at a time): a control before and after,
+two processes against one on a pure-Python loop, shows what speedup the machine allowed at the time (2.0 on two idle
+cores).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def main() -> None:
     """Time the study once per worker count and print the speedup of the largest over the smallest."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=8)
-    parser.add_argument("-n", "--n-timesteps", type=int, default=16384)
+    parser.add_argument("-n", "--n-timesteps", type=int, default=50_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     print(f"{args.runs} runs of PPO on FourRooms-v0, {args.n_timesteps} steps each; {os.cpu_count()} CPUs")
