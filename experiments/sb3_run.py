@@ -121,11 +121,13 @@ def make_envs(config: RunConfig, hp: dict[str, Any], run_dir: Path | None) -> tu
     monitor_dir = str(run_dir) if run_dir is not None else None
     train_env = make_vec_env(config.env, int(hp.get("n_envs", 1)), config.seed, monitor_dir=monitor_dir, **common)
     eval_env = make_vec_env(config.env, 1, config.seed + 10_000, training=False, **common)
-    if is_image_space(eval_env.observation_space) and not is_image_space_channels_first(eval_env.observation_space):
-        eval_env = VecTransposeImage(eval_env)  # as SB3 wraps the training env: EvalCallback expects the same wrapper
     if hp.get("normalize"):
         train_env = VecNormalize(train_env, gamma=float(hp.get("gamma", 0.99)))
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+    if is_image_space(eval_env.observation_space) and not is_image_space_channels_first(eval_env.observation_space):
+        # SB3 wraps the training env in VecTransposeImage, outside VecNormalize; the eval env gets the same wrappers
+        # in the same order, as EvalCallback copies the normalisation statistics wrapper by wrapper
+        eval_env = VecTransposeImage(eval_env)
     return train_env, eval_env
 
 

@@ -96,6 +96,7 @@ def test_minigrid_run_reloads_with_the_small_cnn(minigrid_runs, policy, policy_c
     saved = load_run(minigrid_runs[policy])
     assert saved.hp["policy_kwargs"] == {"features_extractor_class": "MiniGridCNN", "normalize_images": False}
     assert saved.hp["learning_rate"] == 2.5e-4 and saved.hp["normalize"] is False  # the `minigrid` block of ppo.yml
+    assert saved.hp["normalize_advantage"] is False
     model = load_model(saved)
     assert type(model.policy) is policy_class
     assert isinstance(model.policy.features_extractor, MiniGridCNN) and not model.policy.normalize_images
@@ -186,3 +187,22 @@ def test_eval_help_lists_its_flags_and_train_help_points_to_it(capsys) -> None:
         main(["--help"])
     assert exit_info.value.code == 0
     assert "train.py --eval RUN_FOLDER" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("algo", ["ppo", "qac"])
+def test_normalized_image_observations_train_with_periodic_evaluation_and_reload(tmp_path, algo) -> None:
+    # EvalCallback copies VecNormalize's statistics wrapper by wrapper: the eval env must wrap as SB3 wraps training.
+    # Normalised, the 7x7x3 view is a float vector to SB3 (no image transpose), for an MLP.
+    hyperparams = {"n_steps": 32, "batch_size": 64, "n_epochs": 1, "normalize": True}
+    if algo == "ppo":  # the minigrid preset's MiniGridCNN reads images
+        hyperparams["policy_kwargs"] = {"features_extractor_class": "FlattenExtractor"}
+    config = RunConfig(
+        algo=algo, env="MiniGrid-DoorKey-5x5-v0", policy="escort", seed=0, n_timesteps=128, n_envs=2, eval_freq=64,
+        eval_episodes=1, log_folder=str(tmp_path), verbose=0, hyperparams=hyperparams,
+    )  # fmt: skip
+    summary = run(config)
+    run_dir = Path(summary["run_dir"])
+    assert (run_dir / "vecnormalize.pkl").is_file()
+    evaluations = np.load(run_dir / "evaluations.npz")
+    assert list(evaluations["timesteps"]) == [64, 128]
+    assert len(evaluate_run(run_dir, episodes=1).returns) == 1
