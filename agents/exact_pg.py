@@ -13,19 +13,30 @@ For a policy ``pi(.|s) = softmax(z(theta_s))`` with elementwise logits ``z`` thi
   escort gradient ``(p / ||theta_s||_p) * sign(theta) * pi^(1-1/p) * A``;
 - GNPG: the softmax gradient divided by its L2 norm (over all states);
 - NeuRD: no Jacobian at all, ``theta_s += eta * (Q(s, .) - V(s))`` in every state, gated by the logit threshold.
+
+The parameterizations and optimizers live in ``agents.tabular_policies``, the exact evaluation in ``agents.exact_mdp``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
-from envs.tabular import TabularMDP, discounted_visitation, policy_evaluation, value_iteration
+from agents.exact_mdp import (
+    Evaluation,
+    as_mdp,
+    best_actions,
+    is_one_step,
+    linear_solve_evaluator,
+    one_step_evaluator,
+    second_best_actions,
+    uniform_start,
+)
+from agents.tabular_policies import SGD, Adam, make_parameterization
+from envs.tabular import TabularMDP, value_iteration
 from policies.distributions import DEFAULT_EPS
 
 POLICIES = ("softmax", "escort", "neurd", "gnpg")
@@ -36,227 +47,6 @@ RHOS = ("env", "uniform")
 HISTORY_KEYS = ("value", "gap", "pi_star", "grad_norm")
 
 Callback = Callable[["ExactPG"], bool | None]
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """
-    Exact quantities of one policy.
-
-    :param pi: ``(S, A)`` action probabilities.
-    :param V: ``(S,)`` state values ``V^pi``.
-    :param Q: ``(S, A)`` action values ``Q^pi``.
-    :param d: ``(S,)`` normalised discounted state visitation ``d^pi_rho``.
-    :param value: ``V^pi(rho)``.
-    """
-
-    pi: np.ndarray
-    V: np.ndarray
-    Q: np.ndarray
-    d: np.ndarray
-    value: float
-
-    @property
-    def advantage(self) -> np.ndarray:
-        """``A(s, a) = Q(s, a) - V(s)``."""
-        return self.Q - self.V[:, None]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """
-    Row-wise softmax.
-
-    :param logits: ``(S, A)`` logits.
-    :return: ``(S, A)`` probabilities.
-    """
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-class Parameterization:
-    """How parameters ``theta`` (``(S, A)``) give a policy: logits ``z(theta)`` applied elementwise, then a softmax."""
-
-    def probs(self, theta: np.ndarray) -> np.ndarray:
-        """:param theta: ``(S, A)`` parameters.
-        :return: ``(S, A)`` probabilities."""
-        raise NotImplementedError
-
-    def logit_slope(self, theta: np.ndarray) -> np.ndarray | float:
-        """:param theta: ``(S, A)`` parameters.
-        :return: ``dz/dtheta`` elementwise."""
-        raise NotImplementedError
-
-    def from_probs(self, pi: np.ndarray) -> np.ndarray:
-        """:param pi: ``(S, A)`` strictly positive probabilities.
-        :return: parameters whose policy is ``pi``."""
-        raise NotImplementedError
-
-    def project(self, theta: np.ndarray) -> np.ndarray:
-        """:param theta: parameters after a step.
-        :return: the parameters kept (by default ``theta`` itself)."""
-        return theta
-
-    def direction(self, theta: np.ndarray, advantage: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        """:param theta: ``(S, A)`` parameters.
-        :param advantage: ``(S, A)`` advantages ``Q - V`` of their policy.
-        :param grad: ``(S, A)`` exact gradient of ``V(rho)``.
-        :return: the ascent direction (by default the gradient itself)."""
-        return grad
-
-
-class SoftmaxParameterization(Parameterization):
-    """``pi(.|s) = softmax(theta_s)``; the same initial policy ``pi0`` has ``theta = log pi0``."""
-
-    def probs(self, theta: np.ndarray) -> np.ndarray:
-        """:param theta: ``(S, A)`` logits.
-        :return: ``(S, A)`` probabilities."""
-        return softmax(theta)
-
-    def logit_slope(self, theta: np.ndarray) -> np.ndarray | float:
-        """:param theta: ``(S, A)`` logits.
-        :return: 1."""
-        return 1.0
-
-    def from_probs(self, pi: np.ndarray) -> np.ndarray:
-        """:param pi: ``(S, A)`` strictly positive probabilities.
-        :return: ``log pi``."""
-        return np.log(pi)
-
-
-class GnpgParameterization(SoftmaxParameterization):
-    """Softmax logits moved along the normalised gradient ``g / ||g||_2`` (Mei et al., 2021)."""
-
-    def direction(self, theta: np.ndarray, advantage: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        """:param theta: ``(S, A)`` logits.
-        :param advantage: ``(S, A)`` advantages (unused).
-        :param grad: ``(S, A)`` exact softmax gradient.
-        :return: ``grad / ||grad||_2`` (0 where the gradient is 0)."""
-        norm = np.linalg.norm(grad)
-        return grad / norm if norm > 0 else grad
-
-
-class EscortParameterization(Parameterization):
-    """
-    ``pi(a|s) = |theta_sa|^p / ||theta_s||_p^p``, computed as the softmax of ``p * log(|theta| + eps)``.
-
-    The initial policy ``pi0`` has ``theta = pi0^(1/p)`` (unit p-norm, every entry positive).
-
-    :param p: escort power, > 0.
-    :param normalize: renormalise every ``theta_s`` to unit p-norm after each step.
-    :param eps: floor added to ``|theta|``, the rule of :func:`policies.escort_logits`.
-    """
-
-    def __init__(self, p: float, normalize: bool, eps: float) -> None:
-        self.p = p
-        self.normalize = normalize
-        self.eps = eps
-
-    def probs(self, theta: np.ndarray) -> np.ndarray:
-        """:param theta: ``(S, A)`` escort parameters.
-        :return: ``(S, A)`` probabilities."""
-        return softmax(self.p * np.log(np.abs(theta) + self.eps))
-
-    def logit_slope(self, theta: np.ndarray) -> np.ndarray:
-        """:param theta: ``(S, A)`` escort parameters.
-        :return: ``p * sign(theta) / (|theta| + eps)``."""
-        return self.p * np.sign(theta) / (np.abs(theta) + self.eps)
-
-    def from_probs(self, pi: np.ndarray) -> np.ndarray:
-        """:param pi: ``(S, A)`` probabilities.
-        :return: ``pi^(1/p)``."""
-        return pi ** (1.0 / self.p)
-
-    def project(self, theta: np.ndarray) -> np.ndarray:
-        """:param theta: parameters after a step.
-        :return: each row divided by its p-norm when ``normalize``, else ``theta``."""
-        if not self.normalize:
-            return theta
-        norms = (np.abs(theta) ** self.p).sum(axis=1, keepdims=True) ** (1.0 / self.p)
-        return theta / np.where(norms > 0, norms, 1.0)
-
-
-class NeurdParameterization(SoftmaxParameterization):
-    """
-    Softmax logits moved along the thresholded advantages, kept mean-centred (as OpenSpiel's ``neurd.py`` centres
-    them before thresholding).
-
-    :param beta: the logit threshold, > 0 (``inf``: none).
-    """
-
-    def __init__(self, beta: float) -> None:
-        self.beta = beta
-
-    def direction(self, theta: np.ndarray, advantage: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        """:param theta: ``(S, A)`` mean-centred logits.
-        :param advantage: ``(S, A)`` advantages ``Q - V``.
-        :param grad: ``(S, A)`` softmax gradient (unused: NeuRD drops the softmax Jacobian).
-        :return: the advantages, zeroed where the threshold forbids the move."""
-        return neurd_threshold(theta, advantage, self.beta)
-
-    def from_probs(self, pi: np.ndarray) -> np.ndarray:
-        """:param pi: ``(S, A)`` strictly positive probabilities.
-        :return: mean-centred log-probabilities."""
-        return self.project(np.log(pi))
-
-    def project(self, theta: np.ndarray) -> np.ndarray:
-        """:param theta: logits after a step.
-        :return: the logits minus their row mean."""
-        return theta - theta.mean(axis=1, keepdims=True)
-
-
-def neurd_threshold(theta: np.ndarray, update: np.ndarray, beta: float) -> np.ndarray:
-    """
-    OpenSpiel's ``thresholded``: a logit may only increase while below ``beta`` and only decrease while above ``-beta``.
-
-    :param theta: ``(S, A)`` mean-centred logits.
-    :param update: ``(S, A)`` proposed update direction.
-    :param beta: the threshold, > 0.
-    :return: the update with the forbidden entries set to 0.
-    """
-    return np.where(theta < beta, np.maximum(update, 0.0), 0.0) + np.where(theta > -beta, np.minimum(update, 0.0), 0.0)
-
-
-class SGD:
-    """Plain gradient ascent: ``step = lr * direction``.
-
-    :param learning_rate: step size ``eta``.
-    """
-
-    def __init__(self, learning_rate: float) -> None:
-        self.learning_rate = learning_rate
-
-    def step(self, direction: np.ndarray) -> np.ndarray:
-        """:param direction: ascent direction.
-        :return: the step to add to ``theta``."""
-        return self.learning_rate * direction
-
-
-class Adam:
-    """Adam (Kingma and Ba, 2015) for ascent, with bias correction.
-
-    :param learning_rate: step size.
-    :param betas: decay rates of the first and second moments.
-    :param eps: added to the root of the second moment.
-    """
-
-    def __init__(self, learning_rate: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.learning_rate = learning_rate
-        self.betas = betas
-        self.eps = eps
-        self.t = 0
-        self.m: np.ndarray | float = 0.0
-        self.v: np.ndarray | float = 0.0
-
-    def step(self, direction: np.ndarray) -> np.ndarray:
-        """:param direction: ascent direction.
-        :return: the step to add to ``theta``."""
-        beta1, beta2 = self.betas
-        self.t += 1
-        self.m = beta1 * self.m + (1.0 - beta1) * direction
-        self.v = beta2 * self.v + (1.0 - beta2) * direction**2
-        m_hat = self.m / (1.0 - beta1**self.t)
-        v_hat = self.v / (1.0 - beta2**self.t)
-        return self.learning_rate * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
 class ExactPG:
@@ -339,12 +129,12 @@ class ExactPG:
 
         self.optimal_V, self.optimal_Q = value_iteration(self.mdp)
         self.optimal_value = float(self.mdp.initial @ self.optimal_V)
-        self.optimal_actions = _best(self.optimal_Q)
-        self.suboptimal_actions = _second_best(self.optimal_Q, self.optimal_actions)
+        self.optimal_actions = best_actions(self.optimal_Q)
+        self.suboptimal_actions = second_best_actions(self.optimal_Q, self.optimal_actions)
         self.escape = _resolve_escape(escape, self.mdp)
-        self._evaluate = _one_step_evaluator(self.mdp) if is_one_step(self.mdp) else _linear_solve_evaluator(self.mdp)
+        self._evaluate = one_step_evaluator(self.mdp) if is_one_step(self.mdp) else linear_solve_evaluator(self.mdp)
 
-        self.parameterization = _make_parameterization(policy, self.p, normalize, self.eps, self.beta)
+        self.parameterization = make_parameterization(policy, self.p, normalize, self.eps, self.beta)
         self.optimizer = SGD(self.learning_rate) if optimizer == "sgd" else Adam(self.learning_rate)
         self.theta = self.parameterization.from_probs(self.initial_policy())
         self.num_iterations = 0
@@ -465,99 +255,6 @@ class ExactPG:
             escaped = value >= self.optimal_value - (1.0 - self.escape_threshold) * abs(self.optimal_value)
         if escaped:
             self.escape_time = self.num_iterations
-
-
-def as_mdp(env: Any) -> TabularMDP:
-    """
-    The tabular model of an env, or the MDP itself.
-
-    :param env: a :class:`envs.TabularMDP` or an env whose ``unwrapped`` has ``transition_model()``.
-    :return: the MDP.
-    :raises ValueError: if ``env`` has no transition model.
-    """
-    if isinstance(env, TabularMDP):
-        return env
-    model = getattr(getattr(env, "unwrapped", env), "transition_model", None)
-    if not callable(model):
-        name = getattr(getattr(env, "spec", None), "id", None) or type(env).__name__
-        raise ValueError(
-            f"{name} has no transition_model(): exact policy gradients need a tabular env such as Bandit-v0 or FourRooms-v0"
-        )
-    return model()
-
-
-def uniform_start(mdp: TabularMDP) -> TabularMDP:
-    """
-    :param mdp: an MDP with at least one non-terminal state.
-    :return: the same MDP started uniformly at random in a non-terminal state.
-    """
-    live = ~mdp.terminal
-    return dataclasses.replace(mdp, initial=live / live.sum())
-
-
-def is_one_step(mdp: TabularMDP) -> bool:
-    """
-    Whether every episode lasts one step (a bandit or contextual bandit): no non-terminal state leads to another.
-
-    :param mdp: the MDP.
-    :return: ``True`` if ``P[s, a, s'] = 0`` for all non-terminal ``s`` and ``s'``.
-    """
-    live = ~mdp.terminal
-    return not np.any(mdp.P[np.ix_(live, np.ones(mdp.n_actions, dtype=bool), live)])
-
-
-Evaluator = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-def _linear_solve_evaluator(mdp: TabularMDP) -> Evaluator:
-    def evaluate(pi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        V, Q = policy_evaluation(mdp, pi)
-        return V, Q, discounted_visitation(mdp, pi)
-
-    return evaluate
-
-
-def _one_step_evaluator(mdp: TabularMDP) -> Evaluator:
-    """In a one-step MDP ``Q = R``, ``V = pi . R`` and ``d = (1 - gamma) rho`` on the non-terminal states."""
-    live = ~mdp.terminal
-    Q = np.where(live[:, None], mdp.R, 0.0)
-    reach = mdp.gamma / (1.0 - mdp.gamma) * mdp.P[live][:, :, ~live]
-    d_live = (1.0 - mdp.gamma) * np.where(live, mdp.initial, 0.0)
-
-    def evaluate(pi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        V = np.einsum("sa,sa->s", pi, Q)
-        d = d_live.copy()
-        d[~live] = mdp.initial[~live] + np.einsum("s,sa,sat->t", d_live[live], pi[live], reach)
-        return V, Q, d
-
-    return evaluate
-
-
-def _make_parameterization(policy: str, p: float, normalize: bool, eps: float, beta: float) -> Parameterization:
-    makers: dict[str, Callable[[], Parameterization]] = {
-        "softmax": SoftmaxParameterization,
-        "gnpg": GnpgParameterization,
-        "neurd": lambda: NeurdParameterization(beta),
-        "escort": lambda: EscortParameterization(p, normalize, eps),
-    }
-    return makers[policy]()
-
-
-def _near_top(Q: np.ndarray, tol: float = 1e-9) -> np.ndarray:
-    top = Q.max(axis=1, keepdims=True)
-    return Q >= top - tol * np.maximum(1.0, np.abs(top))
-
-
-def _best(Q: np.ndarray) -> np.ndarray:
-    return _near_top(Q).argmax(axis=1)
-
-
-def _second_best(Q: np.ndarray, best: np.ndarray) -> np.ndarray:
-    n_actions = Q.shape[1]
-    suboptimal = ~_near_top(Q)
-    masked = np.where(suboptimal, Q, -np.inf)
-    fallback = (best + 1) % n_actions
-    return np.where(suboptimal.any(axis=1), masked.argmax(axis=1), fallback)
 
 
 def _resolve_escape(escape: str, mdp: TabularMDP) -> str:

@@ -11,7 +11,9 @@ import pytest
 import torch as th
 
 import envs  # noqa: F401  (registers the envs)
-from agents.exact_pg import ExactPG, is_one_step, neurd_threshold, uniform_start
+from agents.exact_mdp import is_one_step, uniform_start
+from agents.exact_pg import ExactPG
+from agents.tabular_policies import neurd_threshold
 from envs.tabular import discounted_visitation, policy_evaluation
 from experiments.cli import main
 from experiments.config import RunConfig
