@@ -51,6 +51,13 @@ class RunConfig:
     )
     eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation"})
     device: str = field(default="cpu", metadata={"help": "torch device: cpu, cuda, auto"})
+    num_threads: int = field(
+        default=-1,
+        metadata={
+            "help": "torch threads for this run, as rl-zoo3's --num-threads; -1 keeps torch's default. 1 is often fastest "
+            "for small MLPs on a shared CPU (study workers use 1 unless this is set)"
+        },
+    )
     hyperparams: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "overrides of the hyperparameter file, k=v with YAML values (e.g. learning_rate=1e-3 n_steps=256)"},

@@ -81,6 +81,8 @@ def validate(config: RunConfig) -> gym.Env:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0 (got {value})")
     if config.eval_episodes <= 0:
         raise UsageError(f"--eval-episodes must be > 0 (got {config.eval_episodes})")
+    if config.num_threads == 0 or config.num_threads < -1:
+        raise UsageError(f"--num-threads must be >= 1, or -1 for torch's default (got {config.num_threads})")
     check_writable(Path(config.log_folder))
     try:
         ensure_registered(config.env)
@@ -159,6 +161,10 @@ def run(config: RunConfig, run_dir: Path | None = None) -> dict[str, Any]:
     :return: the summary, with ``run_dir``
     """
     validate(config).close()
+    if config.num_threads > 0:
+        import torch
+
+        torch.set_num_threads(config.num_threads)
     hp = resolve(config)
     final = Path(run_dir) if run_dir is not None else next_run_dir(config)
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,8 @@ def _files(folder: Path) -> list[Path]:
         (["--env-kwargs", "slip=2.0"], "env-kwargs"),
         (["--n-timesteps", "-5"], "--n-timesteps"),
         (["--seed", "abc"], "invalid int"),
+        (["--num-threads", "0"], "--num-threads"),
+        (["--num-threads", "-3"], "--num-threads"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, argv, needle):
@@ -125,3 +127,20 @@ def test_repeated_run_gets_a_new_folder(tmp_path):
     argv = ["--env", "CartPole-v1", "--algo", "a2c", "-f", str(tmp_path), *TINY]
     assert main(argv) == 0 and main(argv) == 0
     assert sorted(p.name for p in (tmp_path / "a2c").iterdir()) == ["CartPole-v1_escort-p2_s0", "CartPole-v1_escort-p2_s0_2"]
+
+
+def test_num_threads_sets_torch_threads_and_is_recorded(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert main(["--env", "FourRooms-v0", "--num-threads", "1", "-f", str(tmp_path), *TINY]) == 0
+        assert torch.get_num_threads() == 1
+        (run_dir,) = (tmp_path / "ppo").iterdir()
+        assert yaml.safe_load((run_dir / "config.yml").read_text())["num_threads"] == 1
+        torch.set_num_threads(2)
+        assert main(["--env", "FourRooms-v0", "-f", str(tmp_path), *TINY]) == 0  # -1: torch's setting is left alone
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
