@@ -1,8 +1,8 @@
-"""PPO with softmax and escort policies on MiniGrid-DoorKey-5x5-v0: how many seeds reach a mean return of 0.9, and when.
+"""PPO (or QAC) with softmax and escort policies on MiniGrid-DoorKey-5x5-v0: how many seeds reach a mean return of 0.9.
 
-Run from the repository root: ``python benchmarks/minigrid_doorkey.py [--seeds 0 1 2 3 4] [--workers 2]``. Each
-(policy, seed) is a run as ``train.py`` makes it (``hyperparams/ppo.yml``: the ``minigrid`` preset, flat observations,
-MLP) in its own process, evaluated every ``--eval-freq`` steps on ``--eval-episodes`` stochastic episodes; it stops
+Run from the repository root: ``python benchmarks/minigrid_doorkey.py [--algo ppo] [--seeds 0 1 2 3 4] [--workers 2]``.
+Each (policy, seed) is a run as ``train.py`` makes it (``hyperparams/<algo>.yml``: the ``minigrid`` preset) in its own
+process, evaluated every ``--eval-freq`` steps on ``--eval-episodes`` stochastic episodes; it stops
 at the first evaluation whose mean reaches ``--target`` (``--full``: it trains for the whole budget). A row per
 finished run is appended to ``--out`` at once (partial results survive an interruption); the evaluation curves go to
 the same name with ``_curves``. The table at the end counts, per policy, the seeds whose evaluation mean reached
@@ -37,7 +37,7 @@ def run_one(env_id: str, policy: str, seed: int, args: dict[str, Any]) -> tuple[
     :param env_id: the MiniGrid id
     :param policy: ``softmax`` or ``escort``
     :param seed: the seed
-    :param args: the script's options (``n_timesteps``, ``eval_freq``, ``eval_episodes``, ``target``)
+    :param args: the script's options (``algo``, ``n_timesteps``, ``eval_freq``, ``eval_episodes``, ``target``)
     :return: the CSV row, and the evaluation curve ``(timesteps, mean return)``
     """
     import tempfile
@@ -52,8 +52,9 @@ def run_one(env_id: str, policy: str, seed: int, args: dict[str, Any]) -> tuple[
     from experiments.sb3_run import build_model, eval_deterministic, make_envs
 
     config = RunConfig(
-        env=env_id, policy=policy, seed=seed, n_timesteps=args["n_timesteps"], hyperparams=args["hyperparams"], verbose=0
-    )
+        algo=args["algo"], env=env_id, policy=policy, seed=seed, n_timesteps=args["n_timesteps"],
+        hyperparams=args["hyperparams"], verbose=0,
+    )  # fmt: skip
     validate(config).close()
     hp = resolve(config)
     train_env, eval_env = make_envs(config, hp, None)
@@ -123,6 +124,7 @@ def summarize(rows: list[dict[str, Any]], n_seeds: int) -> str:
 def main() -> None:
     """Run the grid in parallel processes and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algo", default="ppo", choices=("ppo", "a2c", "qac"), help="algorithm")
     parser.add_argument("--env", default="MiniGrid-DoorKey-5x5-v0", help="MiniGrid id")
     parser.add_argument("--policies", nargs="+", default=["escort", "softmax"], help="policy parameterizations")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="seeds")
@@ -131,18 +133,23 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation")
     parser.add_argument("--target", type=float, default=0.9, help="mean evaluation return to reach")
     parser.add_argument("--workers", type=int, default=2, help="runs in parallel (one process each)")
-    parser.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of hyperparams/ppo.yml")
+    parser.add_argument(
+        "--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of hyperparams/<algo>.yml"
+    )
     parser.add_argument("--full", action="store_true", help="train every run for the whole budget (default: stop at target)")
     parser.add_argument("--out", default="logs/benchmarks/minigrid_doorkey.csv", help="CSV of finished runs")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     out = Path(args.out)
     curves = out.with_name(f"{out.stem}_curves{out.suffix}")
-    options = {k: getattr(args, k) for k in ("n_timesteps", "eval_freq", "eval_episodes", "target")}
+    options = {k: getattr(args, k) for k in ("algo", "n_timesteps", "eval_freq", "eval_episodes", "target")}
     options["stop_at_target"] = not args.full
     options["hyperparams"] = parse_key_values(args.hyperparams, "--hyperparams")
     jobs = [(policy, seed) for seed in args.seeds for policy in args.policies]
-    print(f"{args.env}: PPO, {len(jobs)} runs of {args.n_timesteps} steps, {args.workers} at a time -> {out}", flush=True)
+    print(
+        f"{args.env}: {args.algo.upper()}, {len(jobs)} runs of {args.n_timesteps} steps, {args.workers} at a time -> {out}",
+        flush=True,
+    )
     rows = []
     context = get_context("spawn")
     with ProcessPoolExecutor(args.workers, mp_context=context, max_tasks_per_child=1) as pool:
