@@ -43,6 +43,20 @@ BATCH_SIZES = (1, 64, 4096)
 REFERENCE = "MiniGrid-FourRooms-v0 (gym.make)"
 
 
+def print_results(lines: list[str], title: str | None = None) -> None:
+    """Print a result table between blank lines, then the machine's state after the runs.
+
+    :param lines: the table's lines
+    :param title: a line printed above the table
+    """
+    print()
+    if title:
+        print(title)
+    print("\n".join(lines))
+    print()
+    print(f"After the runs: {machine_summary()}")
+
+
 def machine_summary() -> str:
     """:return: one Markdown paragraph: CPU, cores, load average, library versions, git commit"""
     cpu = platform.processor() or platform.machine()

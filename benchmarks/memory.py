@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repository root, for a checkout not pip-installed
 
-from benchmarks.env_speed import machine_summary  # noqa: E402
+from benchmarks.env_speed import machine_summary, print_results  # noqa: E402
 
 IMPORTS_ONLY = "import torch, stable_baselines3, ale_py, envs, policies, experiments.sb3_run"
 
@@ -73,10 +73,7 @@ def main() -> None:
             rss, wall = peak_rss(command)
             lines.append(f"| {name} | {rss:,.0f} | {wall:,.0f} |")
             print(f"`{' '.join(command[1:]).replace(logs, 'LOGS')}`")
-    print()
-    print("\n".join(lines))
-    print()
-    print(f"After the runs: {machine_summary()}")
+    print_results(lines)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,27 @@ from stable_baselines3.common.vec_env import VecEnv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for a checkout not pip-installed
 
-from benchmarks.env_speed import Timing, interleave, machine_summary, timed  # noqa: E402
+from benchmarks.env_speed import Timing, interleave, machine_summary, print_results, timed  # noqa: E402
 from envs.make import env_family  # noqa: E402
 from experiments.config import RunConfig  # noqa: E402
 from experiments.hyperparams import load_hyperparams  # noqa: E402
 from experiments.sb3_run import build_model, make_envs  # noqa: E402
 
 POLICIES = ("softmax", "escort")
+
+
+def add_fourrooms_arguments(parser: argparse.ArgumentParser, steps: int) -> None:
+    """Add the options of the FourRooms PPO benchmarks: ``--n-envs``, ``--steps``, ``--policy``, ``--hyperparams``.
+
+    :param parser: the script's parser
+    :param steps: the default of ``--steps``
+    """
+    parser.add_argument("--n-envs", type=int, nargs="+", default=[8, 64], help="numbers of parallel envs")
+    parser.add_argument("--steps", type=int, default=steps, help="env steps per timing (rounded up to whole iterations)")
+    parser.add_argument("--policy", default="escort", help="softmax or escort")
+    parser.add_argument(
+        "--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of hyperparams/ppo.yml, as train.py"
+    )
 
 
 def ppo_model(
@@ -138,10 +152,7 @@ def main() -> None:
         rows += rate_rows(f"{env_id} ({kind}), {steps} steps per timing", results, "softmax", "escort")
         for model in models.values():
             model.env.close()
-    print()
-    print("\n".join(rows))
-    print()
-    print(f"After the runs: {machine_summary()}")
+    print_results(rows)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for a checkout not pip-installed
 
-from benchmarks.env_speed import machine_summary  # noqa: E402
-from benchmarks.ppo_speed import iteration_steps, ppo_model  # noqa: E402
+from benchmarks.env_speed import machine_summary, print_results  # noqa: E402
+from benchmarks.ppo_speed import add_fourrooms_arguments, iteration_steps, ppo_model  # noqa: E402
 from experiments.config import parse_key_values  # noqa: E402
 
 SECTIONS = ("env.step", "policy forward", "buffer add", "GAE", "other rollout", "update")
@@ -199,12 +199,7 @@ def row(label: str, seconds: dict[str, float], steps: int, iterations: int) -> s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-envs", type=int, nargs="+", default=[8, 64], help="numbers of parallel envs")
-    parser.add_argument("--steps", type=int, default=8192, help="env steps to time (rounded up to whole iterations)")
-    parser.add_argument("--policy", default="escort", help="softmax or escort")
-    parser.add_argument(
-        "--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of hyperparams/ppo.yml, as train.py"
-    )
+    add_fourrooms_arguments(parser, steps=8192)
     args = parser.parse_args()
     hyperparams = parse_key_values(args.hyperparams, "--hyperparams")
     torch.set_num_threads(1)
@@ -217,12 +212,8 @@ def main() -> None:
         for batched, name in ((True, "batched FourRoomsVecEnv"), (False, "DummyVecEnv of single envs")):
             seconds, steps, iterations = profile(n_envs, batched, args.policy, args.steps, hyperparams)
             lines.append(row(f"{name}, {n_envs}", seconds, steps, iterations))
-    print()
     overrides = f" with {' '.join(args.hyperparams)}" if args.hyperparams else ""
-    print(f"PPO ({args.policy}) on FourRooms-v0{overrides}, share of the iteration's CPU time:")
-    print("\n".join(lines))
-    print()
-    print(f"After the runs: {machine_summary()}")
+    print_results(lines, f"PPO ({args.policy}) on FourRooms-v0{overrides}, share of the iteration's CPU time:")
 
 
 if __name__ == "__main__":

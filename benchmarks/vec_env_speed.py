@@ -21,8 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for a checkout not pip-installed
 
-from benchmarks.env_speed import machine_summary  # noqa: E402
-from benchmarks.ppo_speed import HEADER, compare, iteration_steps, ppo_model, rate_rows  # noqa: E402
+from benchmarks.env_speed import machine_summary, print_results  # noqa: E402
+from benchmarks.ppo_speed import HEADER, add_fourrooms_arguments, compare, iteration_steps, ppo_model, rate_rows  # noqa: E402
 from experiments.config import parse_key_values  # noqa: E402
 
 BATCHED, DUMMY = "batched FourRoomsVecEnv", "DummyVecEnv of single envs"
@@ -31,12 +31,7 @@ BATCHED, DUMMY = "batched FourRoomsVecEnv", "DummyVecEnv of single envs"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=4, help="interleaved repetitions per n_envs")
-    parser.add_argument("--n-envs", type=int, nargs="+", default=[8, 64], help="numbers of parallel envs")
-    parser.add_argument("--steps", type=int, default=4096, help="env steps per timing (rounded up to whole iterations)")
-    parser.add_argument("--policy", default="escort", help="softmax or escort")
-    parser.add_argument(
-        "--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of hyperparams/ppo.yml, as train.py"
-    )
+    add_fourrooms_arguments(parser, steps=4096)
     args = parser.parse_args()
     hyperparams = parse_key_values(args.hyperparams, "--hyperparams")
     torch.set_num_threads(1)
@@ -52,10 +47,7 @@ def main() -> None:
         label = f"FourRooms-v0, {args.policy}, n_envs={n_envs}, {iterations * iteration_steps(models[BATCHED])} steps"
         label += f", {' '.join(args.hyperparams)}" if args.hyperparams else ""
         rows += rate_rows(label, results, DUMMY, BATCHED)
-    print()
-    print("\n".join(rows))
-    print()
-    print(f"After the runs: {machine_summary()}")
+    print_results(rows)
 
 
 if __name__ == "__main__":

@@ -125,8 +125,9 @@ def make_envs(config: RunConfig, hp: dict[str, Any], run_dir: Path | None) -> tu
         train_env = VecNormalize(train_env, gamma=float(hp.get("gamma", 0.99)))
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
     if is_image_space(eval_env.observation_space) and not is_image_space_channels_first(eval_env.observation_space):
-        # SB3 wraps the training env in VecTransposeImage, outside VecNormalize; the eval env gets the same wrappers
-        # in the same order, as EvalCallback copies the normalisation statistics wrapper by wrapper
+        # SB3 adds VecTransposeImage outside the env it is given, when that env's (VecNormalize's, if normalising)
+        # observations are channel-last images; the eval env is checked and wrapped the same way, since EvalCallback
+        # copies the normalisation statistics wrapper by wrapper
         eval_env = VecTransposeImage(eval_env)
     return train_env, eval_env
 
