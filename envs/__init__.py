@@ -9,6 +9,7 @@ from envs.bandit import BanditEnv
 from envs.digits import DigitsEnv
 from envs.four_rooms import FourRoomsEnv
 from envs.make import make_vec_env
+from envs.seeding import env_seeds
 from envs.tabular import TabularMDP, discounted_visitation, policy_evaluation, value_iteration
 
 register(
@@ -26,6 +27,7 @@ __all__ = [
     "FourRoomsEnv",
     "TabularMDP",
     "discounted_visitation",
+    "env_seeds",
     "make_vec_env",
     "policy_evaluation",
     "value_iteration",

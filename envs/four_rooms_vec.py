@@ -13,7 +13,9 @@ copies at once, with the tables of one :class:`envs.FourRoomsEnv`. Two thin fron
 
 Without slip the copies follow ``FourRoomsEnv`` exactly: same observations, rewards, flags and ``info["state"]`` for
 the same actions. With ``slip > 0`` the slips of all copies are drawn from one generator, seeded by the list of
-per-copy seeds, so the trajectories have the law of ``FourRoomsEnv``'s but not its random numbers.
+per-copy seeds, so the trajectories have the law of ``FourRoomsEnv``'s but not its random numbers. One int seed ``s``
+gives the copies ``envs.seeding.env_seeds(s, num_envs, stream)``, derived with ``numpy.random.SeedSequence``, as
+``envs.make_vec_env`` gives them to ``DummyVecEnv`` copies: runs with different seeds share no copy seed.
 """
 
 from __future__ import annotations
@@ -32,15 +34,19 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
 from envs.four_rooms import MOVES, FourRoomsEnv
+from envs.seeding import TRAIN_STREAM, env_seeds
 
 N_ACTIONS = len(MOVES)
 MONITOR_NAME = "batched"
 
 
 def _seed_list(seed: int | Sequence[int | None] | None, num_envs: int) -> list[int | None]:
-    """Per-copy seeds as SB3 and Gymnasium spell them: one int (copy ``i`` gets ``seed + i``), a list, or None."""
-    if seed is None or isinstance(seed, (int, np.integer)):
-        return [None if seed is None else int(seed) + i for i in range(num_envs)]
+    """Per-copy seeds from one int (``env_seeds(seed, num_envs)``, the training stream), a list (one per copy), or None
+    (all None: the generator is kept)."""
+    if seed is None:
+        return [None] * num_envs
+    if isinstance(seed, (int, np.integer)):
+        return list[int | None](env_seeds(int(seed), num_envs, TRAIN_STREAM))
     seeds = list(seed)
     if len(seeds) != num_envs:
         raise ValueError(f"expected {num_envs} seeds, one per environment, got {len(seeds)}")
@@ -149,14 +155,18 @@ class FourRoomsVecEnv(VecEnv):
     reset as soon as its episode ends, and infos with ``"state"``, ``"TimeLimit.truncated"``, and, for copies whose
     episode ended, ``"terminal_observation"`` and ``"episode": {"r", "l", "t"}`` (so ``ep_info_buffer`` fills). With
     ``monitor_dir`` the episodes of all copies go to one ``<monitor_dir>/batched.monitor.csv`` in ``Monitor``'s
-    format. ``seed(s)`` gives copy ``i`` the seed ``s + i`` at the next ``reset()``; the seeds drive the slips only.
+    format. ``seed(s)`` gives copy ``i`` the seed ``env_seeds(s, num_envs, seed_stream)[i]`` at the next ``reset()``
+    (SB3's ``VecEnv.seed`` would give it ``s + i``) and seeds the action space with copy 0's; the seeds drive the slips
+    only.
 
     ``get_attr`` and ``env_method`` read one ``FourRoomsEnv`` put in the requested copy's state (``transition_model``,
     ``observations``, ``render``, ``collected_subgoals`` work); ``set_attr`` is not supported (the copies share their
     tables: make a new env instead).
 
     :param num_envs: number of copies
-    :param seed: seed of copy 0 for the first reset (copy ``i`` gets ``seed + i``); None: a random one
+    :param seed: the run's seed, from which the copies' seeds for the first reset are derived (see ``seed``); None:
+        random ones
+    :param seed_stream: spawn key of the copies' seeds: ``envs.seeding.TRAIN_STREAM`` or ``EVAL_STREAM``
     :param max_episode_steps: truncate episodes after this many steps (None: never)
     :param monitor_dir: folder of the monitor CSV (None: no file)
     :param env_id: id written in the monitor CSV's header
@@ -168,6 +178,7 @@ class FourRoomsVecEnv(VecEnv):
         num_envs: int,
         seed: int | None = None,
         *,
+        seed_stream: int = TRAIN_STREAM,
         max_episode_steps: int | None = None,
         monitor_dir: str | None = None,
         env_id: str = "FourRooms-v0",
@@ -183,9 +194,22 @@ class FourRoomsVecEnv(VecEnv):
             )
         self.returns = np.zeros(self.num_envs)
         self._actions = np.zeros(self.num_envs, dtype=np.int64)
+        self.seed_stream = seed_stream
         self.seed(seed)
+
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        """
+        Derive the copies' seeds for the next ``reset()`` from one seed (an SB3 algorithm built with ``seed=s`` calls
+        this with ``s``); seed the action space with copy 0's.
+
+        :param seed: the run's seed (None: random seeds, action space left as it is)
+        :return: ``env_seeds(seed, num_envs, seed_stream)``
+        """
+        seeds = env_seeds(seed, self.num_envs, self.seed_stream)
         if seed is not None:
-            self.action_space.seed(seed)
+            self.action_space.seed(seeds[0])
+        self._seeds = list[int | None](seeds)
+        return self._seeds
 
     def reset(self) -> np.ndarray:
         """
@@ -294,7 +318,8 @@ class FourRoomsVectorEnv(gym.vector.VectorEnv):
 
     Next-step auto-reset, as ``SyncVectorEnv``: the step after a copy's episode ends resets it (its action is
     ignored, its reward is 0). Infos are ``{"state": (num_envs,) int array, "_state": all True}``. ``reset(seed=s)``
-    gives copy ``i`` the seed ``s + i`` (a list gives each its own); the seeds drive the slips only.
+    gives copy ``i`` the seed ``envs.seeding.env_seeds(s, num_envs)[i]`` (derived with ``numpy.random.SeedSequence``,
+    not ``s + i``); a list gives each copy its own; the seeds drive the slips only.
 
     :param num_envs: number of copies
     :param max_episode_steps: truncate episodes after this many steps (``make_vec`` passes the registered 200)
@@ -320,7 +345,8 @@ class FourRoomsVectorEnv(gym.vector.VectorEnv):
         """
         Reset every copy.
 
-        :param seed: seed of copy 0 (copy ``i`` gets ``seed + i``), or one seed per copy, or None
+        :param seed: one seed from which the copies' are derived (``env_seeds(seed, num_envs)``), or one seed per
+            copy, or None (keep the generator)
         :param options: unused
         :return: observations and ``{"state", "_state"}``
         """

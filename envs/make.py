@@ -11,6 +11,8 @@ import gymnasium as gym
 from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 
+from envs.seeding import TRAIN_STREAM, SeedSequenceDummyVecEnv, check_seed
+
 ATARI, MINIGRID, OTHER = "atari", "minigrid", "other"
 
 #: For each family that needs an optional package: the module that registers its ids and the extra that installs it.
@@ -110,9 +112,7 @@ def _import_installed_families() -> None:
             continue
 
 
-def _atari_setup(
-    env_kwargs: dict[str, Any], training: bool
-) -> tuple[dict[str, Any], Callable[..., gym.Env], dict[str, Any]]:
+def _atari_setup(env_kwargs: dict[str, Any], training: bool) -> tuple[dict[str, Any], Callable[..., gym.Env], dict[str, Any]]:
     """The env kwargs and the wrapper that give every Atari id the same preprocessing.
 
     The frame skip is done once, ``ATARI_FRAME_SKIP`` (or a ``frameskip`` the user passes) frames per agent step,
@@ -184,15 +184,54 @@ BATCHED_VEC_ENVS: dict[str, str] = {"envs.four_rooms:FourRoomsEnv": "envs.four_r
 
 
 def _batched_vec_env(
-    spec: gym.envs.registration.EnvSpec, n_envs: int, seed: int | None, env_kwargs: dict[str, Any], monitor_dir: str | None
+    spec: gym.envs.registration.EnvSpec,
+    n_envs: int,
+    seed: int | None,
+    seed_stream: int,
+    env_kwargs: dict[str, Any],
+    monitor_dir: str | None,
 ) -> VecEnv:
     """The batched ``VecEnv`` of ``spec``; ``max_episode_steps`` from the kwargs or the registration, as ``gym.make``."""
     kwargs = {**spec.kwargs, **env_kwargs}
     max_episode_steps = kwargs.pop("max_episode_steps", spec.max_episode_steps)
     vec_env_class = gym.envs.registration.load_env_creator(BATCHED_VEC_ENVS[str(spec.entry_point)])
     return vec_env_class(
-        n_envs, seed, max_episode_steps=max_episode_steps, monitor_dir=monitor_dir, env_id=spec.id, **kwargs
+        n_envs,
+        seed,
+        seed_stream=seed_stream,
+        max_episode_steps=max_episode_steps,
+        monitor_dir=monitor_dir,
+        env_id=spec.id,
+        **kwargs,
     )
+
+
+def _dummy_vec_env(
+    env_id: str,
+    n_envs: int,
+    seed: int | None,
+    seed_stream: int,
+    env_kwargs: dict[str, Any],
+    monitor_dir: str | None,
+    wrapper_class: Callable[..., gym.Env] | None,
+    wrapper_kwargs: dict[str, Any] | None,
+) -> VecEnv:
+    """SB3's ``make_vec_env`` copies (``Monitor`` files ``<monitor_dir>/<i>.monitor.csv``, then the wrapper) in a
+    ``SeedSequenceDummyVecEnv``, seeded with the derived seeds (SB3's own ``seed`` would give copy ``i`` ``seed + i``)."""
+    vec_env = sb3_make_vec_env(
+        env_id,
+        n_envs=n_envs,
+        seed=None,
+        monitor_dir=monitor_dir,
+        wrapper_class=wrapper_class,
+        wrapper_kwargs=wrapper_kwargs,
+        env_kwargs=env_kwargs,
+        vec_env_cls=SeedSequenceDummyVecEnv,
+        vec_env_kwargs={"stream": seed_stream},
+    )
+    if seed is not None:
+        vec_env.seed(seed)
+    return vec_env
 
 
 def make_vec_env(
@@ -205,6 +244,7 @@ def make_vec_env(
     training: bool = True,
     frame_stack: int | None = None,
     batched: bool = True,
+    seed_stream: int = TRAIN_STREAM,
 ) -> VecEnv:
     """Make ``n_envs`` copies of an environment, with its family's standard preprocessing, in one SB3 ``VecEnv``.
 
@@ -214,32 +254,33 @@ def make_vec_env(
     - MiniGrid: ``ImgObsWrapper`` (the 7x7x3 symbolic view) for a small CNN (see :func:`_minigrid_setup`).
     - Everything else: the env as registered, with ``Monitor``.
 
+    Env seeds: copy ``i`` gets ``envs.seeding.env_seeds(seed, n_envs, seed_stream)[i]``, child ``i`` of child
+    ``seed_stream`` of ``numpy.random.SeedSequence(seed)`` (``generate_state(1)[0]``), at its first reset, and its
+    action space is seeded with the same number. Runs with different seeds share no env seed, and a run's evaluation
+    env (``seed_stream=EVAL_STREAM``) none with its training envs; the same seed gives the same envs. ``vec_env.seed(s)``,
+    which an SB3 algorithm built with ``seed=s`` calls, applies the same rule (SB3's own gives copy ``i`` ``s + i``).
+
     :param env_id: a Gymnasium id
     :param n_envs: number of copies
-    :param seed: seed of the first copy (copy i gets seed + i)
+    :param seed: the run's seed, an integer >= 0, from which every copy's seed is derived (None: random seeds)
     :param env_kwargs: keyword arguments of ``gym.make``
     :param monitor_dir: folder for the ``Monitor`` CSV files (None: no files)
     :param training: training preprocessing (Atari: life loss ends an episode, rewards clipped) or evaluation
     :param frame_stack: frames to stack (default: 4 for Atari, none otherwise)
     :param batched: step the copies of an env that has a batched ``VecEnv`` (``FourRooms-v0``:
         ``envs.four_rooms_vec.FourRoomsVecEnv``, one ``batched.monitor.csv``) together in numpy; False: one env per
-        copy in SB3's ``DummyVecEnv``
+        copy in SB3's ``DummyVecEnv`` (``envs.seeding.SeedSequenceDummyVecEnv``)
+    :param seed_stream: spawn key of the env seeds: ``envs.seeding.TRAIN_STREAM`` (training envs) or ``EVAL_STREAM``
+        (evaluation envs)
     :return: the vectorised env
     """
+    check_seed(seed)
     spec = ensure_registered(env_id)
     family = env_family(env_id)
     kwargs, wrapper_class, wrapper_kwargs = FAMILY_SETUPS[family](env_kwargs or {}, training)
     if batched and spec.entry_point in BATCHED_VEC_ENVS:
-        vec_env = _batched_vec_env(spec, n_envs, seed, kwargs, monitor_dir)
+        vec_env = _batched_vec_env(spec, n_envs, seed, seed_stream, kwargs, monitor_dir)
     else:
-        vec_env = sb3_make_vec_env(
-            env_id,
-            n_envs=n_envs,
-            seed=seed,
-            monitor_dir=monitor_dir,
-            wrapper_class=wrapper_class,
-            wrapper_kwargs=wrapper_kwargs,
-            env_kwargs=kwargs,
-        )
+        vec_env = _dummy_vec_env(env_id, n_envs, seed, seed_stream, kwargs, monitor_dir, wrapper_class, wrapper_kwargs)
     stack = frame_stack if frame_stack is not None else (ATARI_FRAME_STACK if family == ATARI else 0)
     return VecFrameStack(vec_env, stack) if stack > 1 else vec_env

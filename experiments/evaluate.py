@@ -23,6 +23,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from envs.make import ATARI, ATARI_FRAME_SKIP, env_family, make_vec_env
+from envs.seeding import EVAL_STREAM, env_seeds
 from experiments.config import RunConfig, load_yaml
 from experiments.errors import UsageError
 from experiments.results import CONFIG_FILE
@@ -33,8 +34,6 @@ from experiments.tabular_eval import greedy_report
 VIDEO_FILE = "episode.gif"
 #: Frames whose longer side is shorter than this are scaled up by an integer factor (FourRooms: 104 px).
 MIN_VIDEO_SIDE = 200
-#: Seed offset of the run's own evaluation env (``experiments.sb3_run.make_envs``).
-EVAL_SEED_OFFSET = 10_000
 
 
 @dataclass(frozen=True)
@@ -116,25 +115,31 @@ def load_run(folder: str | Path) -> SavedRun:
 def load_model(run: SavedRun, device: str = "cpu", seed: int | None = None) -> BaseAlgorithm:
     """:param run: the run
     :param device: torch device
-    :param seed: seed of the sampled actions (default: the run's evaluation seed)
+    :param seed: the evaluation seed (default: the run's); the sampled actions are seeded with the evaluation env's
+        own seed, derived from it
     :return: its model, loaded by its algorithm's class"""
     model = SB3_ALGOS[run.config.algo].load_class().load(run.folder / MODEL_FILE, device=device)
-    model.set_random_seed(eval_seed(run, seed))
+    model.set_random_seed(env_seeds(eval_seed(run, seed), 1, EVAL_STREAM)[0])
     return model
 
 
 def eval_seed(run: SavedRun, seed: int | None = None) -> int:
-    """:param run: the run
+    """The seed an evaluation derives its env's seed from, on the evaluation stream (``envs.seeding.EVAL_STREAM``):
+    with the default, the run's own seed, so the env is the run's own evaluation env (``experiments.sb3_run.make_envs``),
+    whose seed no training env of any run shares.
+
+    :param run: the run
     :param seed: a seed, or None
-    :return: the seed, or the run's evaluation seed (that of its own evaluation env)"""
-    return run.config.seed + EVAL_SEED_OFFSET if seed is None else seed
+    :return: the seed, or the run's seed"""
+    return run.config.seed if seed is None else seed
 
 
 def make_eval_env(run: SavedRun, seed: int | None = None) -> VecEnv:
     """One copy of the run's env, with evaluation preprocessing, its frame stack and its normalisation statistics.
 
     :param run: the run
-    :param seed: seed of the env (default: the seed of the run's own evaluation env)
+    :param seed: the evaluation seed, from which the env's seed is derived on the evaluation stream (default: the
+        run's seed: the run's own evaluation env)
     :return: the env (``render()`` gives RGB frames)
     """
     config = run.config
@@ -146,6 +151,7 @@ def make_eval_env(run: SavedRun, seed: int | None = None) -> VecEnv:
         training=False,
         frame_stack=run.hp.get("frame_stack"),
         batched=False,
+        seed_stream=EVAL_STREAM,
     )
     stats = run.folder / NORMALIZE_FILE
     if stats.is_file():
@@ -164,7 +170,7 @@ def evaluate_run(
 
     :param folder: the run folder
     :param episodes: number of episodes
-    :param seed: seed of the evaluation env (default: the run's evaluation seed)
+    :param seed: the evaluation seed (default: the run's seed: its own evaluation env; see :func:`eval_seed`)
     :param deterministic: greedy actions (default: the run's rule)
     :param device: torch device
     :return: the returns (Atari: game scores) and lengths, and for envs with a transition model the exact report
@@ -216,7 +222,7 @@ def play_episode(
     """Play one episode of a saved run and keep its frames.
 
     :param run: the run
-    :param seed: seed of the env (default: the run's evaluation seed)
+    :param seed: the evaluation seed (default: the run's seed: its own evaluation env; see :func:`eval_seed`)
     :param deterministic: greedy actions (default: the run's rule)
     :param device: torch device
     :param max_steps: agent steps after which the recording stops
@@ -287,7 +293,7 @@ def record_video(
 
     :param folder: the run folder
     :param path: the video file (default: ``episode.gif`` in the run folder)
-    :param seed: seed of the env (default: the run's evaluation seed)
+    :param seed: the evaluation seed (default: the run's seed: its own evaluation env; see :func:`eval_seed`)
     :param deterministic: greedy actions (default: the run's rule)
     :param device: torch device
     :param max_steps: agent steps after which the recording stops
@@ -304,7 +310,7 @@ def path_picture(folder: str | Path, path: str | Path, seed: int | None = None, 
 
     :param folder: the run folder
     :param path: the picture (PNG)
-    :param seed: seed of the env (default: the run's evaluation seed)
+    :param seed: the evaluation seed (default: the run's seed: its own evaluation env; see :func:`eval_seed`)
     :param device: torch device
     :return: the path
     """
@@ -354,7 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"record one episode as a .gif (or .mp4 with imageio-ffmpeg); default file: RUN_FOLDER/{VIDEO_FILE}; "
         "a .png file gets a picture of the greedy path instead (FourRooms-v0)",
     )
-    parser.add_argument("--seed", type=int, default=None, help="seed of the evaluation env (default: the run's)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed >= 0 the evaluation env's seed is derived from (default: the run's seed, which gives the run's own "
+        "evaluation env)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto (default: cpu)")
     return parser
 
@@ -370,6 +382,8 @@ def main(argv: Sequence[str]) -> int:
         parser.print_help()
         return 0
     args = parser.parse_args(list(argv))
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed must be >= 0 (got {args.seed})")
     result = evaluate_run(args.eval, args.eval_episodes, args.seed, device=args.device)
     run = load_run(args.eval)
     actions = "greedy" if result.deterministic else "sampled"

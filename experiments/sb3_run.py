@@ -18,6 +18,7 @@ from stable_baselines3.common.preprocessing import is_image_space, is_image_spac
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, VecTransposeImage
 
 from envs.make import env_family, make_vec_env
+from envs.seeding import EVAL_STREAM
 from experiments.checkpoints import checkpoint_callback, discard, resume_point
 from experiments.config import RunConfig
 from experiments.errors import UsageError
@@ -112,15 +113,20 @@ SB3_ALGOS: dict[str, SB3Algo] = {
 def make_envs(config: RunConfig, hp: dict[str, Any], run_dir: Path | None) -> tuple[VecEnv, VecEnv]:
     """The training env (Monitor CSV in ``run_dir``) and a single evaluation env with evaluation preprocessing.
 
+    Both derive their env seeds from the run's seed (``envs.seeding.env_seeds``), the evaluation env from its own
+    stream (``EVAL_STREAM``): no env seed is shared between the two, nor with another run's envs.
+
     :param config: the run
     :param hp: resolved hyperparameters (``n_envs``, ``normalize``, ``frame_stack``)
     :param run_dir: the run folder, or None for no monitor files
     :return: (train_env, eval_env)
     """
+    if config.seed < 0:
+        raise UsageError(f"--seed must be >= 0 (got {config.seed}): the env seeds are derived from it by SeedSequence")
     common = {"env_kwargs": config.env_kwargs, "frame_stack": hp.get("frame_stack"), "batched": not config.no_batched_env}
     monitor_dir = str(run_dir) if run_dir is not None else None
     train_env = make_vec_env(config.env, int(hp.get("n_envs", 1)), config.seed, monitor_dir=monitor_dir, **common)
-    eval_env = make_vec_env(config.env, 1, config.seed + 10_000, training=False, **common)
+    eval_env = make_vec_env(config.env, 1, config.seed, training=False, seed_stream=EVAL_STREAM, **common)
     if hp.get("normalize"):
         train_env = VecNormalize(train_env, gamma=float(hp.get("gamma", 0.99)))
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)

@@ -10,6 +10,7 @@ import torch
 from stable_baselines3.common.policies import ActorCriticCnnPolicy
 from stable_baselines3.common.vec_env import VecNormalize
 
+from envs.seeding import EVAL_STREAM, env_seeds
 from experiments import evaluate
 from experiments.cli import main
 from experiments.config import RunConfig
@@ -17,6 +18,7 @@ from experiments.errors import UsageError
 from experiments.evaluate import evaluate_run, load_model, load_run, make_eval_env, record_video
 from experiments.results import CONFIG_FILE, write_yaml
 from experiments.run import run
+from experiments.sb3_run import make_envs
 from policies import EscortActorCriticCnnPolicy
 from policies.extractors import MiniGridCNN
 
@@ -127,6 +129,22 @@ def test_minigrid_evaluation_is_reproducible_for_a_seed(minigrid_runs) -> None:
     assert all(0.0 <= r <= 1.0 for r in first.returns) and all(1 <= n <= 250 for n in first.lengths)
 
 
+def _reset_seeds(env) -> list[int]:
+    env.reset()
+    return [int(seed) for seed in env.get_attr("np_random_seed")]
+
+
+def test_eval_env_is_the_runs_own_evaluation_env_and_shares_no_seed_with_training(minigrid_runs) -> None:
+    saved = load_run(minigrid_runs["escort"])
+    train_env, eval_env = make_envs(saved.config, saved.hp, None)
+    own, training = _reset_seeds(eval_env), _reset_seeds(train_env)
+    assert _reset_seeds(make_eval_env(saved)) == own == env_seeds(saved.config.seed, 1, EVAL_STREAM)
+    assert len(training) == saved.hp["n_envs"] and not set(own) & set(training)
+    assert _reset_seeds(make_eval_env(saved, seed=5)) == env_seeds(5, 1, EVAL_STREAM)
+    first, again = (make_eval_env(saved, seed=5).reset() for _ in range(2))
+    np.testing.assert_array_equal(first, again)
+
+
 def test_cli_eval_prints_mean_and_std_and_writes_a_video(minigrid_runs, tmp_path, capsys) -> None:
     gif = tmp_path / "doorkey.gif"
     assert main(["--eval", str(minigrid_runs["softmax"]), "--eval-episodes", "2", "--video", str(gif)]) == 0
@@ -167,6 +185,7 @@ def test_eval_errors_are_one_line(minigrid_runs, tmp_path, capsys) -> None:
     assert "is not a run folder" in _error(["--eval", str(tmp_path)], capsys)
     assert "--eval-episodes must be > 0" in _error(["--eval", folder, "--eval-episodes", "0"], capsys)
     assert "choose a .gif or .mp4" in _error(["--eval", folder, "--eval-episodes", "1", "--video", "x.avi"], capsys)
+    assert "--seed must be >= 0" in _error(["--eval", folder, "--seed", "-1"], capsys)
     exact = tmp_path / "exact_run"
     exact.mkdir()
     write_yaml(exact / CONFIG_FILE, {"algo": "exact", "env": "FourRooms-v0"})

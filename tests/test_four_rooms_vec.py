@@ -13,7 +13,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from envs import FourRoomsEnv
 from envs.four_rooms_vec import FourRoomsBatch, FourRoomsVecEnv, FourRoomsVectorEnv
 from envs.make import make_vec_env
+from envs.seeding import EVAL_STREAM, env_seeds
 from experiments.cli import parse_configs
+from experiments.errors import UsageError
 from experiments.sb3_run import make_envs
 
 th.set_num_threads(1)
@@ -130,6 +132,62 @@ def test_seeds_fix_the_slips() -> None:
 
     np.testing.assert_array_equal(rollout(4), rollout(4))
     assert not np.array_equal(rollout(4), rollout(5))
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "dummy"])
+def test_runs_with_different_seeds_slip_differently_in_every_copy(batched: bool) -> None:
+    """Every copy takes the same actions, so a copy's path depends on its slips alone: with ``seed + i`` copy ``i`` of
+    seed 1 would slip as copy ``i + 1`` of seed 0."""
+
+    def paths(seed: int) -> np.ndarray:
+        env = make_vec_env("FourRooms-v0", 8, seed, env_kwargs={"slip": 0.3}, batched=batched)
+        states = [env.reset().argmax(axis=1)] + [env.step(np.full(8, a))[0].argmax(axis=1) for a in _actions(60, 1)[:, 0]]
+        return np.stack(states, axis=1)  # (copies, steps)
+
+    seed_0, seed_1 = paths(0), paths(1)
+    np.testing.assert_array_equal(paths(0), seed_0)
+    assert len({path.tobytes() for path in seed_0}) == 8
+    assert not {path.tobytes() for path in seed_0} & {path.tobytes() for path in seed_1}
+
+
+def test_batched_copies_get_the_derived_seeds_also_from_an_algorithm() -> None:
+    env = make_vec_env("FourRooms-v0", 4, 7, env_kwargs=BUSY)
+    assert isinstance(env, FourRoomsVecEnv) and env._seeds == env_seeds(7, 4)
+    fresh = gym.spaces.Discrete(4, seed=env_seeds(7, 4)[0])  # the action space is copy 0's, as in DummyVecEnv
+    assert [env.action_space.sample() for _ in range(16)] == [fresh.sample() for _ in range(16)]
+    PPO("MlpPolicy", env, n_steps=16, batch_size=64, seed=7, device="cpu")
+    assert env._seeds == env_seeds(7, 4)
+    env.reset()
+    np.testing.assert_array_equal(env.batch.np_random.random(8), np.random.default_rng(env_seeds(7, 4)).random(8))
+
+
+def test_vector_env_derives_the_copies_seeds_from_an_int() -> None:
+    def slips(seed: int | list[int]) -> np.ndarray:
+        env = FourRoomsVectorEnv(8, slip=0.3)
+        env.reset(seed=seed)
+        return np.stack([env.step(np.zeros(8, dtype=np.int64))[4]["state"] for _ in range(30)])
+
+    np.testing.assert_array_equal(slips(2), slips(2))
+    np.testing.assert_array_equal(slips(2), slips(env_seeds(2, 8)))
+    assert not np.array_equal(slips(2), slips(3))
+    assert not np.array_equal(slips(2), slips(list(range(2, 10))))
+
+
+@pytest.mark.parametrize("flags", [[], ["--no-batched-env"]], ids=["batched", "dummy"])
+def test_training_and_evaluation_envs_of_runs_share_no_seed(flags: list[str]) -> None:
+    seen: list[int] = []
+    for seed in (0, 1):
+        [config] = parse_configs(["--env", "FourRooms-v0", "--n-envs", "8", "--seed", str(seed), *flags])
+        train_env, eval_env = make_envs(config, {"n_envs": 8}, None)
+        assert train_env._seeds == env_seeds(seed, 8) and eval_env._seeds == env_seeds(seed, 1, EVAL_STREAM)
+        seen += train_env._seeds + eval_env._seeds
+    assert len(set(seen)) == len(seen) == 18
+
+
+def test_a_negative_run_seed_is_a_usage_error() -> None:
+    [config] = parse_configs(["--env", "FourRooms-v0", "--seed", "-1"])
+    with pytest.raises(UsageError, match="--seed must be >= 0"):
+        make_envs(config, {"n_envs": 2}, None)
 
 
 def test_ppo_trains_identically_on_batched_and_single_envs(tmp_path: Path) -> None:
