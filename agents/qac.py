@@ -25,7 +25,9 @@ class QAC(OnPolicyAlgorithm):
     Critic: ``Q(s_t, a_t)`` regresses (Huber loss) on the TD(lambda) return of the rollout,
     ``G_t = r_t + gamma * (1 - d_t) * ((1 - lambda) * V_target(s_{t+1}) + lambda * G_{t+1})``, bootstrapped with the
     expected-SARSA value ``V_target(s) = sum_a pi(a|s) Q_target(s, a)`` of a Polyak-averaged target critic
-    (``td_lambda=1``: n-step returns up to the end of the rollout; ``td_lambda=0``: one-step targets).
+    (``td_lambda=1``: n-step returns up to the end of the rollout; ``td_lambda=0``: one-step targets). A time limit
+    (``TimeLimit.truncated``) ends an episode without terminating it: that step's return is
+    ``r_t + gamma * V_target(terminal observation)``, the bootstrap SB3 adds to its reward through ``predict_values``.
 
     Actor, with ``A(s, a) = Q(s, a) - V(s)`` and ``V(s) = sum_a pi(a|s) Q(s, a)`` from the online critic:
 
@@ -188,6 +190,7 @@ class QAC(OnPolicyAlgorithm):
         """
         buffer = self.rollout_buffer
         next_obs = _flatten(_shift(buffer.observations, self._last_obs))  # type: ignore[arg-type]
+        # d_t = 1 after the last step of an episode; a truncated step's reward already holds gamma * V_target(s_T)
         next_done = np.concatenate([buffer.episode_starts[1:], self._last_episode_starts[None]]).astype(np.float32)
         with th.no_grad():
             next_values = self.policy.target_values(obs_as_tensor(next_obs, self.device))  # type: ignore[arg-type]

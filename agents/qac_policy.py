@@ -46,8 +46,9 @@ class QACPolicy(ActorCriticPolicy):
       NeuRD rule instead of the policy gradient.
 
     The critic head outputs ``Q(s, a)`` for every action, on the same features; the state value is
-    ``V(s) = sum_a pi(a|s) Q(s, a)`` (``predict_values``, so SB3's bootstrap of truncated episodes uses it).
-    ``critic_target`` is a slowly updated copy of the critic path for TD targets.
+    ``V(s) = sum_a pi(a|s) Q(s, a)`` (``forward``, ``evaluate_actions``). ``critic_target`` is a slowly updated copy of
+    the critic path for TD targets, and ``predict_values``, the value SB3 bootstraps truncated episodes with, is its
+    ``V_target(s) = sum_a pi(a|s) Q_target(s, a)``: every bootstrap of QAC's targets comes from the target critic.
 
     Takes every argument of SB3's ``ActorCriticPolicy``, plus:
 
@@ -204,10 +205,13 @@ class QACPolicy(ActorCriticPolicy):
 
     def predict_values(self, obs: PyTorchObs) -> th.Tensor:
         """
+        The value SB3 adds, discounted, to the reward of a step that a time limit truncated (``TimeLimit.truncated``):
+        the target critic's, as in every other bootstrap of QAC's TD targets.
+
         :param obs: Observation
-        :return: ``V(s) = sum_a pi(a|s) Q(s, a)`` of the online critic, shape (batch, 1)
+        :return: ``V_target(s) = sum_a pi(a|s) Q_target(s, a)``, shape (batch, 1)
         """
-        return expected_value(self.get_distribution(obs), self.q_values(obs))
+        return self.target_values(obs)
 
     def target_values(self, obs: PyTorchObs) -> th.Tensor:
         """

@@ -5,6 +5,9 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, NatureCNN
 from torch import nn
 
+MIN_VIEW = 7
+"""Smallest view :class:`MiniGridCNN` takes: a side of ``n`` cells leaves ``(n - 1) // 2 - 2`` after its layers."""
+
 
 class MiniGridCNN(BaseFeaturesExtractor):
     """
@@ -19,8 +22,8 @@ class MiniGridCNN(BaseFeaturesExtractor):
 
     def __init__(self, observation_space: spaces.Box, features_dim: int = 64) -> None:
         channels, height, width = observation_space.shape
-        if min(height, width) < 4:
-            raise ValueError(f"MiniGridCNN needs images of at least 4x4 cells, got {height}x{width}")
+        if min(height, width) < MIN_VIEW:
+            raise ValueError(f"MiniGridCNN needs images of at least {MIN_VIEW}x{MIN_VIEW} cells, got {height}x{width}")
         convolutions = nn.Sequential(
             nn.Conv2d(channels, 16, kernel_size=2),
             nn.ReLU(),

@@ -9,7 +9,7 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 
 from envs.make import make_vec_env
 from policies import EscortActorCriticCnnPolicy
-from policies.extractors import FEATURES_EXTRACTORS, MiniGridCNN
+from policies.extractors import FEATURES_EXTRACTORS, MIN_VIEW, MiniGridCNN
 
 th.set_num_threads(1)
 
@@ -23,9 +23,15 @@ def test_features_have_the_asked_size_whatever_the_view(size: int, n_flat: int) 
     assert isinstance(extractor.linear, th.nn.Identity) == (n_flat == 64)
 
 
-def test_too_small_a_view_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least 4x4"):
-        MiniGridCNN(spaces.Box(0, 255, (3, 3, 3), np.uint8))
+@pytest.mark.parametrize("shape", [(3, 3, 3), (3, 5, 5), (3, 6, 9), (3, 9, 6)])
+def test_too_small_a_view_is_refused(shape: tuple[int, int, int]) -> None:
+    with pytest.raises(ValueError, match=f"at least {MIN_VIEW}x{MIN_VIEW} cells, got {shape[1]}x{shape[2]}"):
+        MiniGridCNN(spaces.Box(0, 255, shape, np.uint8))
+
+
+def test_the_smallest_view_gives_features() -> None:
+    extractor = MiniGridCNN(spaces.Box(0, 255, (3, MIN_VIEW, MIN_VIEW), np.uint8))
+    assert extractor(th.zeros(2, 3, MIN_VIEW, MIN_VIEW)).shape == (2, 64)
 
 
 def test_names_map_to_extractor_classes() -> None:

@@ -1,12 +1,19 @@
-"""QAC: policy heads, critic targets, actor updates, save/load, learning on FourRooms, MiniGrid, Atari, Dict obs."""
+"""QAC: policy heads, TD(lambda) targets with truncation, Polyak targets, actor updates, save/load, learning on FourRooms,
+Bandit, and the wiring on MiniGrid (flat, Dict) and Atari observations."""
+
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from gymnasium import spaces
+from gymnasium.wrappers import TimeLimit
 from stable_baselines3.common.atari_wrappers import AtariWrapper
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecFrameStack
+from torch.nn import functional as F
 
 import envs
 from agents.qac import QAC, neurd_loss
@@ -64,12 +71,12 @@ def test_heads_shapes_and_values(parameterization):
     with th.no_grad():
         q = model.policy.q_values(obs)
         probs = model.policy.get_distribution(obs).distribution.probs
-        values = model.policy.predict_values(obs)
-        _, forward_values, _ = model.policy(obs)
+        bootstrap_values = model.policy.predict_values(obs)
+        _, values, _ = model.policy(obs)
         target_q = model.policy.target_q_values(obs)
     assert q.shape == (len(obs), 4) and values.shape == (len(obs), 1)
     th.testing.assert_close(values, (probs * q).sum(-1, keepdim=True))
-    th.testing.assert_close(forward_values, values)
+    th.testing.assert_close(bootstrap_values, (probs * target_q).sum(-1, keepdim=True))
     th.testing.assert_close(target_q, q)
     assert not any(param.requires_grad for param in model.policy.critic_target.parameters())
     optimized = {id(param) for group in model.policy.optimizer.param_groups for param in group["params"]}
@@ -115,6 +122,66 @@ def test_lambda_one_targets_are_discounted_returns():
     ended = buffer.episode_starts[1:] == 1
     np.testing.assert_allclose(targets[:-1][ended], buffer.rewards[:-1][ended])
     assert buffer.rewards[:-1][ended].min() == 1.0
+
+
+EPISODE_REWARDS = (1.0, 2.0, 4.0)
+"""Rewards of the steps of a :class:`StepCountEnv` episode."""
+
+
+class StepCountEnv(gym.Env[np.ndarray, np.int64]):
+    """
+    Observes the one-hot step count ``t`` (0 to 3), rewards ``EPISODE_REWARDS[t]`` whatever the action, and either
+    terminates after three steps or runs on until a ``TimeLimit`` of three steps truncates it.
+
+    :param terminates: Whether the third step terminates the episode (at the time limit, so not a truncation)
+    """
+
+    def __init__(self, terminates: bool) -> None:
+        self.terminates = terminates
+        self.observation_space = spaces.Box(0.0, 1.0, (len(EPISODE_REWARDS) + 1,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict]:
+        reward = EPISODE_REWARDS[self.t]
+        self.t += 1
+        return self._obs(), reward, self.terminates and self.t == len(EPISODE_REWARDS), False, {}
+
+    def _obs(self) -> np.ndarray:
+        return np.eye(len(EPISODE_REWARDS) + 1, dtype=np.float32)[self.t]
+
+
+@pytest.mark.parametrize("terminates", [False, True])
+def test_truncated_steps_bootstrap_with_the_target_value_of_the_terminal_observation(terminates):
+    env = make_vec_env(lambda: TimeLimit(StepCountEnv(terminates), len(EPISODE_REWARDS)), n_envs=2, seed=0)
+    gamma, td_lambda = 0.9, 0.5
+    model = QAC("MlpPolicy", env, n_steps=7, gamma=gamma, td_lambda=td_lambda, seed=0, device="cpu")
+    with th.no_grad():  # a far from uniform policy, and online and target critics far apart and far from 0
+        model.policy.action_net.bias.copy_(th.tensor([2.0, -1.0]))
+        model.policy.q_net.bias.copy_(th.tensor([-1.0, 2.0]))
+        model.policy.critic_target.q_net.bias.copy_(th.tensor([3.0, 5.0]))
+    _, callback = model._setup_learn(model.n_steps * model.n_envs, None)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=model.n_steps)
+    np.testing.assert_array_equal(model.rollout_buffer.episode_starts[:, 0], [1, 0, 0, 1, 0, 0, 1])
+    with th.no_grad():  # V_target(s_t) = sum_a pi(a|s_t) Q_target(s_t, a) of step count t, the terminal s_3 included
+        obs = th.eye(len(EPISODE_REWARDS) + 1)
+        probs = model.policy.get_distribution(obs).distribution.probs
+        v_target = (probs * model.policy.target_q_values(obs)).sum(-1).double().numpy()
+        v_online = (probs * model.policy.q_values(obs)).sum(-1).double().numpy()
+    assert abs(v_target[3]) > 1.0 and abs(v_target[3] - v_online[3]) > 1.0
+    r0, r1, r2 = EPISODE_REWARDS
+    # TD(lambda) by hand: a terminated step ends the return, a truncated one bootstraps from V_target(s_3)
+    g2 = r2 + (0.0 if terminates else gamma * v_target[3])
+    g1 = r1 + gamma * ((1 - td_lambda) * v_target[2] + td_lambda * g2)
+    g0 = r0 + gamma * ((1 - td_lambda) * v_target[1] + td_lambda * g1)
+    after_rollout = r0 + gamma * v_target[1]
+    expected = np.array([g0, g1, g2, g0, g1, g2, after_rollout])[:, None].repeat(2, 1)
+    np.testing.assert_allclose(model._q_targets(), expected, rtol=1e-6, atol=1e-5)
 
 
 def make_head(parameterization: str, generator: th.Generator) -> th.Tensor:
@@ -191,17 +258,47 @@ def test_neurd_threshold_and_clips():
     th.testing.assert_close(grad, th.tensor([[-1.5, 0.0, 0.0, 0.0]]))
 
 
-def test_policy_evaluation_mode_freezes_the_actor_and_learns_q():
-    env = make_vec_env("Bandit-v0", n_envs=4, seed=0, env_kwargs={"render_mode": None})
-    model = QAC("MlpPolicy", env, actor_update="none", n_steps=8, learning_rate=3e-3, seed=0, device="cpu")
+@pytest.mark.parametrize("seed", [0, 1])
+def test_policy_evaluation_mode_freezes_the_actor_and_learns_q(seed):
+    """Q of the Bandit's arms [1.0, 0.9, 0.1] to a tenth of the 0.1 gap between the best two."""
+    env = make_vec_env("Bandit-v0", n_envs=4, seed=seed, env_kwargs={"render_mode": None})
+    model = QAC("MlpPolicy", env, actor_update="none", n_steps=8, learning_rate=3e-3, seed=seed, device="cpu")
     actor = [param.detach().clone() for param in model.policy.action_net.parameters()]
     actor += [param.detach().clone() for param in model.policy.mlp_extractor.policy_net.parameters()]
-    model.learn(3000)
+    model.learn(2000)
     after = list(model.policy.action_net.parameters()) + list(model.policy.mlp_extractor.policy_net.parameters())
     assert all(th.equal(before, now) for before, now in zip(actor, after, strict=True))
     with th.no_grad():
         q = model.policy.q_values(th.zeros(1, 1))[0].numpy()
-    np.testing.assert_allclose(q, [1.0, 0.9, 0.1], atol=0.05)
+    np.testing.assert_allclose(q, [1.0, 0.9, 0.1], rtol=0, atol=0.01)
+
+
+def check_polyak_step(model: QAC, old_target: list[th.Tensor]) -> None:
+    """After one gradient step: theta_target = (1 - tau) * old_target + tau * theta, for every critic parameter."""
+    assert model._n_updates == 1
+    target = list(model.policy.critic_target.parameters())
+    online = model.policy.critic_parameters()
+    assert [param.shape for param in target] == [param.shape for param in online]
+    for old, new, param in zip(old_target, target, online, strict=True):
+        th.testing.assert_close(new, (1 - model.tau) * old + model.tau * param, rtol=1e-5, atol=1e-6)
+    lag = sum((new - param).abs().sum() for new, param in zip(target, online, strict=True))
+    assert lag > 0, "the target critic should lag the online one"
+
+
+def test_polyak_target_moves_a_fraction_tau_towards_the_critic():
+    model = model_for(tau=0.3, n_epochs=1, batch_size=None)
+    generator = th.Generator().manual_seed(0)
+    with th.no_grad():  # a target apart from the critic, as after many updates
+        for param in model.policy.critic_target.parameters():
+            param.add_(0.1 * th.randn(param.shape, generator=generator))
+    old_target = [param.clone() for param in model.policy.critic_target.parameters()]
+    old_online = [param.detach().clone() for param in model.policy.critic_parameters()]
+    model.learn(model.n_steps * model.n_envs)
+    check_polyak_step(model, old_target)
+    assert any(not th.equal(old, new) for old, new in zip(old_online, model.policy.critic_parameters(), strict=True))
+    _, obs = state_observations({"subgoals": []})
+    with th.no_grad():
+        assert not th.allclose(model.policy.target_q_values(obs), model.policy.q_values(obs))
 
 
 def test_tau_one_copies_the_critic_into_the_target():
@@ -264,32 +361,79 @@ def test_learns_on_fourrooms(parameterization, actor_update):
     assert np.mean(values) > uniform + 0.75 * gap, message
 
 
-def check_trains(model: QAC, n_steps: int) -> None:
-    model.learn(n_steps)
-    assert model._n_updates > 0
+def rollout_observations(model: QAC) -> th.Tensor | dict[str, th.Tensor]:
+    """:return: the observations of the rollout buffer, (n_steps * n_envs, ...) tensors, or a dict of them"""
+
+    def flat(values: np.ndarray) -> th.Tensor:
+        return th.as_tensor(values.reshape(-1, *values.shape[2:]))
+
+    observations = model.rollout_buffer.observations
+    return {key: flat(value) for key, value in observations.items()} if isinstance(observations, dict) else flat(observations)
+
+
+def critic_loss(model: QAC, obs: th.Tensor | dict[str, th.Tensor], actions: th.Tensor, targets: th.Tensor) -> float:
+    with th.no_grad():
+        return F.smooth_l1_loss(model.policy.q_values(obs).gather(1, actions[:, None]).squeeze(1), targets).item()
+
+
+def policy_outputs(model: QAC, obs: th.Tensor | dict[str, th.Tensor]) -> tuple[np.ndarray, th.Tensor, th.Tensor]:
+    with th.no_grad():
+        return action_probs(model, obs), model.policy.q_values(obs), model.policy.target_q_values(obs)
+
+
+def check_wiring(model: QAC, tmp_path: Path) -> None:
+    """
+    On one rollout of real observations of the model's env: a near-uniform first policy, one Q per action with
+    ``V = E_pi[Q]``, one small gradient step that lowers the critic's loss on its TD targets and moves the target
+    critic by Polyak averaging, a save/load that keeps every output, and a run of ``learn``. The model takes one
+    gradient step per rollout.
+    """
+    _, callback = model._setup_learn(model.n_steps * model.n_envs, None)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=model.n_steps)
+    obs = rollout_observations(model)
+    actions = th.as_tensor(model.rollout_buffer.actions.reshape(-1)).long()
+    targets = th.as_tensor(model._q_targets().reshape(-1))
+    n_actions = int(model.action_space.n)
+    with th.no_grad():
+        _, values, _ = model.policy(obs)
+    probs, q, target_q = policy_outputs(model, obs)
+    assert np.abs(probs - 1 / n_actions).max() < 0.02
+    assert q.shape == (len(actions), n_actions) and th.isfinite(q).all()
+    th.testing.assert_close(values, (th.as_tensor(probs, dtype=q.dtype) * q).sum(-1, keepdim=True), rtol=1e-5, atol=1e-7)
+    th.testing.assert_close(target_q, q)
+
+    old_target = [param.clone() for param in model.policy.critic_target.parameters()]
+    loss_before = critic_loss(model, obs, actions, targets)
+    model.train()
+    assert critic_loss(model, obs, actions, targets) < loss_before
+    check_polyak_step(model, old_target)
     logged = model.logger.name_to_value
     assert np.isfinite(logged["train/critic_loss"]) and np.isfinite(logged["train/policy_loss"])
-    obs = (
-        th.as_tensor(model.rollout_buffer.observations[:4])
-        if not isinstance(model.rollout_buffer.observations, dict)
-        else None
-    )
-    if obs is not None:
-        with th.no_grad():
-            q = model.policy.q_values(obs)
-        assert q.shape == (len(obs), model.action_space.n) and th.isfinite(q).all()
+
+    model.save(tmp_path / "qac.zip")
+    loaded = QAC.load(tmp_path / "qac.zip", device="cpu")
+    assert type(loaded.policy) is type(model.policy)
+    for mine, theirs in zip(policy_outputs(model, obs), policy_outputs(loaded, obs), strict=True):
+        np.testing.assert_array_equal(np.asarray(theirs), np.asarray(mine))
+    model.learn(model.n_steps * model.n_envs)
+    assert model._n_updates == 2
+
+
+ONE_SMALL_STEP = {"n_epochs": 1, "batch_size": None, "learning_rate": 1e-5, "tau": 0.5}
+"""One gradient step per rollout, small enough that it must lower the loss it descends."""
 
 
 @pytest.mark.parametrize("parameterization", ["escort", "neurd"])
-def test_minigrid_flat_observations(parameterization):
+def test_minigrid_flat_observations(tmp_path, parameterization):
     import minigrid  # noqa: F401
     from minigrid.wrappers import FlatObsWrapper
 
     env = make_vec_env("MiniGrid-Empty-5x5-v0", n_envs=2, seed=0, wrapper_class=FlatObsWrapper)
-    check_trains(model_for(parameterization, env=env, actor_update="sampled"), 128)
+    model = model_for(parameterization, env=env, actor_update="sampled", n_steps=32, **ONE_SMALL_STEP)
+    check_wiring(model, tmp_path)
 
 
-def test_minigrid_dict_observations_use_multi_input_policy():
+def test_minigrid_dict_observations_use_multi_input_policy(tmp_path):
     import minigrid  # noqa: F401
     from minigrid.wrappers import RGBImgPartialObsWrapper
 
@@ -297,21 +441,21 @@ def test_minigrid_dict_observations_use_multi_input_policy():
         return gym.wrappers.FilterObservation(RGBImgPartialObsWrapper(env), ["image", "direction"])
 
     env = make_vec_env("MiniGrid-Empty-5x5-v0", n_envs=2, seed=0, wrapper_class=wrapper)
-    model = QAC("MultiInputPolicy", env, n_steps=8, policy_kwargs={"parameterization": "escort"}, seed=0, device="cpu")
+    policy_kwargs = {"parameterization": "escort"}
+    model = QAC("MultiInputPolicy", env, n_steps=16, policy_kwargs=policy_kwargs, seed=0, device="cpu", **ONE_SMALL_STEP)
     assert isinstance(model.policy, QACMultiInputPolicy)
-    check_trains(model, 64)
-    obs = {key: th.as_tensor(value[:2]) for key, value in model.rollout_buffer.observations.items()}
-    with th.no_grad():
-        assert model.policy.q_values(obs).shape == (2, model.action_space.n)
+    check_wiring(model, tmp_path)
+    assert set(model.rollout_buffer.observations) == {"image", "direction"}
 
 
-def test_atari_cnn_policy():
+def test_atari_cnn_policy(tmp_path):
     import ale_py  # noqa: F401
 
     env = VecFrameStack(
         make_vec_env("ALE/Pong-v5", n_envs=1, seed=0, env_kwargs={"frameskip": 1}, wrapper_class=AtariWrapper), 4
     )
-    model = QAC("CnnPolicy", env, n_steps=16, policy_kwargs={"parameterization": "escort"}, seed=0, device="cpu")
+    policy_kwargs = {"parameterization": "escort"}
+    model = QAC("CnnPolicy", env, n_steps=16, policy_kwargs=policy_kwargs, seed=0, device="cpu", **ONE_SMALL_STEP)
     assert isinstance(model.policy, QACCnnPolicy)
-    check_trains(model, 64)
-    assert model.rollout_buffer.observations.shape[1:] == (4, 84, 84)
+    check_wiring(model, tmp_path)
+    assert model.rollout_buffer.observations.shape[-3:] == (4, 84, 84)
