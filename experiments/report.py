@@ -1,16 +1,17 @@
 """The report of a study: learning curves, aggregate scores, probability of improvement and performance profiles (rliable).
 
 Every number with an interval comes from rliable's stratified bootstrap (``rly.get_interval_estimates``) over runs, so
-the conclusions carry 95% confidence intervals. Final scores are normalised per env before they are aggregated across
-envs (``NORMALISATIONS``): by V* where the env has a transition model, by published random and human scores for the
-Atari games of ``ATARI_SCORES``, otherwise min-max over the runs of the study; the report says which.
+the conclusions carry 95% confidence intervals. Cross-env aggregates use each run's ``normalized_score`` from
+``results.csv``, which ``experiments.study.run_rows`` computes from the run alone (``experiments.reference``: V* and the
+uniform policy's value on the transition model, or the random and target scores of ``reference_scores.yml``), so a
+run's score is the same whatever else the study holds. An env whose runs have no reference is shown in the per-env
+table and the curves, named as such, and left out of every aggregate. Every score is labelled with the policy it
+evaluates: greedy or stochastic (``experiments.reference.score_policy``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pandas as pd
 
 from experiments.config import RunConfig
 from experiments.errors import UsageError
+from experiments.reference import SCORE_METRICS, no_reference_reason, reference_sources, score_metric, score_policy
 from experiments.study import FAILED_DIR, RESULTS_FILE, complete_runs, format_duration, load_spec, policy_label
 
 REPORT_FILE = "report.md"
@@ -34,66 +36,20 @@ BASELINE = "softmax"
 #: Columns that identify a run in a study's table (with its env).
 RUN_KEYS = ("label", "algo", "seed")
 AGGREGATES = ("IQM", "Mean", "Optimality gap")
-
-#: Random and human scores (random, human) of Atari games, from DeepMind's DQN Zoo (``dqn_zoo/atari_data.py``), the
-#: normalisation of the Atari-57 literature (human scores of Mnih et al. 2015 and van Hasselt et al. 2016) that
-#: rliable's Atari results use. Only these games are normalised this way; other Atari games fall back to min-max.
-ATARI_SCORES: dict[str, tuple[float, float]] = {
-    "Asterix": (210.0, 8503.3),
-    "BeamRider": (363.9, 16926.5),
-    "Breakout": (1.7, 30.5),
-    "Enduro": (0.0, 860.5),
-    "Freeway": (0.0, 29.6),
-    "MsPacman": (307.3, 6951.6),
-    "Pong": (-20.7, 14.6),
-    "Qbert": (163.9, 13455.0),
-    "Seaquest": (68.4, 42054.7),
-    "SpaceInvaders": (148.0, 1668.7),
+#: Columns of ``final_scores`` read from a run's reference metrics (``experiments.reference.reference_metrics``).
+REFERENCE_COLUMNS = {"score": "normalized_score", "random": "reference_random", "target": "reference_target"}
+#: How the report names a score metric.
+METRIC_NAMES = {
+    "final_value": "V(rho)",
+    "greedy_value": "V(rho)",
+    "value": "V(rho)",
+    "fraction_of_optimal": "fraction of V*",
+    "test_accuracy": "test accuracy",
+    "final_return": "final return",
+    "eval_return": "evaluation return",
 }
-
-
-@dataclass(frozen=True)
-class Normalisation:
-    """How the final score of an env's runs is read from the table and put on a common scale."""
-
-    metric: str
-    description: str
-    scale: Callable[[np.ndarray, str], np.ndarray | None]
-
-
-def _identity(values: np.ndarray, env: str) -> np.ndarray:
-    return values
-
-
-def _atari(values: np.ndarray, env: str) -> np.ndarray | None:
-    game = atari_game(env)
-    if game not in ATARI_SCORES:
-        return None
-    random, human = ATARI_SCORES[game]
-    return (values - random) / (human - random)
-
-
-def _min_max(values: np.ndarray, env: str) -> np.ndarray:
-    low, high = float(np.min(values)), float(np.max(values))
-    return np.zeros_like(values) if high == low else (values - low) / (high - low)
-
-
-#: Tried in order for each env; the first whose metric every run has and whose ``scale`` applies is used.
-NORMALISATIONS = (
-    Normalisation("fraction_of_optimal", "V*: value of the final greedy policy over V* (transition model)", _identity),
-    Normalisation("test_accuracy", "none: test accuracy is in [0, 1]", _identity),
-    Normalisation("final_return", "random/human: (return - random) / (human - random), DQN Zoo's Atari scores", _atari),
-    Normalisation("final_return", "min-max over the study's runs on this env", _min_max),
-    Normalisation("eval_return", "min-max over the study's runs on this env (last evaluation return)", _min_max),
-)
-
-
-def atari_game(env: str) -> str:
-    """:param env: an env id (``ALE/Pong-v5``, ``PongNoFrameskip-v4``)
-    :return: the game's name (``Pong``)"""
-    name = env.split(":")[-1].removeprefix("ALE/")
-    name = re.sub(r"-v\d+$", "", name)
-    return re.sub(r"(NoFrameskip|Deterministic)$", "", name)
+#: Metrics that are mean returns over a study's evaluation episodes.
+EPISODE_METRICS = ("final_return", "eval_return")
 
 
 def load_table(folder: Path) -> pd.DataFrame:
@@ -121,36 +77,70 @@ def ordered_labels(table: pd.DataFrame) -> list[str]:
     return sorted(labels, key=lambda label: (not label.endswith(BASELINE), labels.index(label)))
 
 
-def final_scores(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Normalisation]]:
-    """One final score per run, raw and normalised per env.
+def final_scores(table: pd.DataFrame) -> pd.DataFrame:
+    """One final score per run, raw and normalised (``normalized_score``, written by the run's own reference).
 
     :param table: results with labels
-    :return: a frame (env, label, algo, seed, raw, score) and the normalisation used for each env
+    :return: a frame (env, label, algo, seed, metric, policy, raw, score, random, target, eval_deterministic); ``score``,
+        ``random`` and ``target`` are NaN for a run without a reference
     """
-    frames, used = [], {}
-    for env, rows in table.groupby("env", sort=True):
-        runs = pd.MultiIndex.from_frame(rows[list(RUN_KEYS)].drop_duplicates())
-        for norm in NORMALISATIONS:
-            raw = _last(rows, norm.metric).reindex(runs)
-            if raw.isna().any():
-                continue
-            scaled = norm.scale(raw.to_numpy(dtype=float), str(env))
-            if scaled is not None:
-                used[str(env)] = norm
-                frame = raw.rename("raw").reset_index()
-                frame.insert(0, "env", env)
-                frame["score"] = scaled
-                frames.append(frame)
-                break
-    if not frames:
-        raise UsageError("no run has a final score (fraction_of_optimal, test_accuracy, final_return or eval_return)")
-    return pd.concat(frames, ignore_index=True), used
+    last = _last_values(table)
+    rows = []
+    for (env, label, algo, seed), values in last.iterrows():
+        present = values.dropna()
+        metric = score_metric(present.index)
+        if metric is None:
+            continue
+        flag = present.get("eval_deterministic")
+        hp = {} if flag is None else {"eval_deterministic": bool(flag)}
+        rows.append(
+            {
+                "env": env,
+                "label": label,
+                "algo": algo,
+                "seed": seed,
+                "metric": metric,
+                "policy": score_policy(str(algo), str(env), hp, metric),
+                "raw": float(present[metric]),
+                **{column: float(values.get(name, np.nan)) for column, name in REFERENCE_COLUMNS.items()},
+                "eval_deterministic": np.nan if flag is None else float(flag),
+            }
+        )
+    if not rows:
+        raise UsageError(f"no run has a final score ({', '.join(SCORE_METRICS)})")
+    return pd.DataFrame(rows)
 
 
-def _last(rows: pd.DataFrame, metric: str) -> pd.Series:
-    """:return: the last value of ``metric`` of each run (label, algo, seed) that has it"""
-    values = rows[rows["metric"] == metric].sort_values("timesteps", kind="stable")
-    return values.groupby(list(RUN_KEYS), sort=False)["value"].last()
+def _last_values(table: pd.DataFrame) -> pd.DataFrame:
+    """:return: the last value of every metric of every run: one row per (env, label, algo, seed), one column per metric"""
+    keys = ["env", *RUN_KEYS]
+    ordered = table.sort_values("timesteps", kind="stable")
+    return ordered.groupby([*keys, "metric"], sort=True)["value"].last().unstack("metric")
+
+
+def score_label(metric: str, policy: str, episodes: int) -> str:
+    """:param metric: a score metric
+    :param policy: ``greedy`` or ``stochastic``
+    :param episodes: evaluation episodes of the study
+    :return: e.g. ``final return (stochastic policy, 10 episodes)``, ``V(rho) (greedy policy)``"""
+    detail = f", {episodes} episodes" if metric in EPISODE_METRICS else ""
+    return f"{METRIC_NAMES.get(metric, metric)} ({policy} policy{detail})"
+
+
+def run_policies(scores: pd.DataFrame, metric: str) -> str:
+    """:param scores: final scores of some runs (``final_scores``)
+    :param metric: one of their metrics
+    :return: whose it is: ``greedy``, ``stochastic``, or both joined by ``/`` when the runs differ"""
+    policies = {
+        score_policy(
+            str(r.algo),
+            str(r.env),
+            {} if np.isnan(r.eval_deterministic) else {"eval_deterministic": bool(r.eval_deterministic)},
+            metric,
+        )
+        for r in scores.itertuples()
+    }
+    return "/".join(sorted(policies))
 
 
 def score_matrices(scores: pd.DataFrame, labels: list[str]) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
@@ -299,7 +289,7 @@ def write_report(folder: Path, reps: int = 2000, seed: int = 0) -> Path:
     folder = Path(folder)
     spec = load_spec(folder)
     table = load_table(folder)
-    lines = _header(folder, spec, table, reps) + _body(folder, table, reps, seed)
+    lines = _header(folder, spec, table, reps) + _body(folder, table, spec.get("settings") or {}, reps, seed)
     path = folder / REPORT_FILE
     tmp = path.with_name(f"{REPORT_FILE}.tmp")
     tmp.write_text("\n".join(lines).rstrip() + "\n")
@@ -307,29 +297,25 @@ def write_report(folder: Path, reps: int = 2000, seed: int = 0) -> Path:
     return path
 
 
-def _body(folder: Path, table: pd.DataFrame, reps: int, seed: int) -> list[str]:
+def _body(folder: Path, table: pd.DataFrame, settings: dict[str, Any], reps: int, seed: int) -> list[str]:
     labels = ordered_labels(table)
-    scores, used = final_scores(table)
-    matrices, envs, notes = score_matrices(scores, labels)
-    lines = _normalisation_section(used)
+    scores = final_scores(table)
+    episodes = int(settings.get("eval_episodes", RunConfig().eval_episodes))
+    referenced = scores[scores["score"].notna()]
+    matrices, envs, notes = score_matrices(referenced, labels) if not referenced.empty else ({}, [], [])
+    left_out = sorted(set(scores["env"]) - set(referenced["env"]))
+    lines = _scores_section(scores, settings.get("env_kwargs") or {}, episodes)
     if matrices:
+        notes = [*notes, *([f"Left out (no reference): {', '.join(left_out)}."] if left_out else [])]
         points, intervals = aggregate_estimates(matrices, reps, seed)
         lines += _aggregate_section(points, intervals, matrices, envs, notes)
         _plot_aggregates(points, intervals, list(matrices), folder / AGGREGATES_PNG)
         lines += _improvement_section(*improvement_estimates(matrices, reps, seed), folder / IMPROVEMENT_PNG)
-        taus = _taus(matrices)
-        profiles, profile_cis = profile_estimates(matrices, taus, reps, seed)
-        _plot_profiles(profiles, profile_cis, taus, folder / PROFILES_PNG)
-        lines += [
-            "## Performance profiles",
-            "",
-            "Fraction of runs whose normalised score exceeds tau, with 95% CIs.",
-            "",
-            f"![performance profiles]({PROFILES_PNG})",
-            "",
-        ]
-    lines += _per_env_section(scores, labels, used, reps, seed)
-    lines += _curves_section(table, labels, reps, seed, folder / CURVES_PNG)
+        lines += _profiles_section(matrices, reps, seed, folder / PROFILES_PNG)
+    else:
+        lines += _no_aggregates_section(left_out, notes)
+    lines += _per_env_section(scores, labels, episodes, reps, seed)
+    lines += _curves_section(table, scores, labels, episodes, reps, seed, folder / CURVES_PNG)
     return lines + _failures_section(folder)
 
 
@@ -356,10 +342,36 @@ def _header(folder: Path, spec: dict[str, Any], table: pd.DataFrame, reps: int) 
     ]
 
 
-def _normalisation_section(used: dict[str, Normalisation]) -> list[str]:
-    lines = ["## Scores", "", "| env | final score | normalised by |", "| --- | --- | --- |"]
-    lines += [f"| {env} | {norm.metric} | {norm.description} |" for env, norm in sorted(used.items())]
+def _scores_section(scores: pd.DataFrame, env_kwargs: dict[str, Any], episodes: int) -> list[str]:
+    lines = [
+        "## Scores",
+        "",
+        "Each run's final score is normalised by its env's reference scores alone, (score - random) / (target - random), "
+        "so it does not depend on the other runs of the study: from `experiments/reference_scores.yml`, or V* and the "
+        "uniform policy's value computed from the transition model. An env without a reference is shown per env and "
+        "left out of every cross-env aggregate.",
+        "",
+        "| env | final score | random | target | reference |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for (env, metric, policy), runs in scores.groupby(["env", "metric", "policy"], sort=True):
+        name = score_label(str(metric), str(policy), episodes)
+        sources = reference_sources(str(metric), str(env)) if runs["score"].notna().any() else None
+        if sources is None:
+            reason = no_reference_reason(str(env), env_kwargs)
+            lines.append(f"| {env} | {name} | - | - | no reference ({reason}): not in the aggregates |")
+            continue
+        cells = [_values(runs[column]) for column in ("random", "target")]
+        lines.append(f"| {env} | {name} | {cells[0]} | {cells[1]} | random: {sources[0]}; target: {sources[1]} |")
     return [*lines, ""]
+
+
+def _values(values: pd.Series) -> str:
+    """:return: the distinct values of a column of runs, as ``0.062`` or ``0.025 - 0.062`` (``-``: none)"""
+    distinct = sorted({float(f"{v:.4g}") for v in values.dropna()})
+    if not distinct:
+        return "-"
+    return " - ".join(f"{v:g}" for v in (distinct[0], distinct[-1])) if len(distinct) > 1 else f"{distinct[0]:g}"
 
 
 def _ci(point: Any, low: Any, high: Any) -> str:
@@ -371,8 +383,8 @@ def _aggregate_section(points: dict, intervals: dict, matrices: dict, envs: list
     lines = [
         "## Aggregate scores across envs",
         "",
-        f"Normalised final scores over {len(envs)} env(s): interquartile mean, mean and optimality gap (mean of "
-        "max(1 - score, 0); lower is better).",
+        f"Normalised final scores over the {len(envs)} env(s) with a reference ({', '.join(envs)}): interquartile mean, "
+        "mean and optimality gap (mean of max(1 - score, 0); lower is better).",
         "",
         "| policy | runs x envs | IQM | mean | optimality gap |",
         "| --- | --- | --- | --- | --- |",
@@ -385,12 +397,29 @@ def _aggregate_section(points: dict, intervals: dict, matrices: dict, envs: list
     return lines
 
 
+def _no_aggregates_section(left_out: list[str], notes: list[str]) -> list[str]:
+    why = (
+        f"no env of this study has a reference score ({', '.join(left_out)})"
+        if left_out
+        else "no policy has a complete run on every env with a reference"
+    )
+    return [
+        "## Aggregate scores across envs",
+        "",
+        f"None: {why}, so there are no cross-env aggregates (IQM, mean, optimality gap, probability of improvement, "
+        "performance profiles). See the final scores per env.",
+        "",
+        *[f"- {note}" for note in notes],
+        *([""] if notes else []),
+    ]
+
+
 def _improvement_section(points: dict, intervals: dict, png: Path) -> list[str]:
     lines = ["## Probability of improvement over softmax", ""]
     if not points:
         return [*lines, "The study has no softmax runs to compare with.", ""]
     lines += [
-        "P(X > Y): probability that a run of X scores higher than a run of Y on a randomly chosen env "
+        "P(X > Y): probability that a run of X scores higher than a run of Y on a randomly chosen env with a reference "
         "(0.5: no difference; a CI above 0.5 means X is better).",
         "",
         "| X | Y | P(X > Y) |",
@@ -403,7 +432,21 @@ def _improvement_section(points: dict, intervals: dict, png: Path) -> list[str]:
     return [*lines, "", f"![probability of improvement]({png.name})", ""]
 
 
-def _per_env_section(scores: pd.DataFrame, labels: list[str], used: dict, reps: int, seed: int) -> list[str]:
+def _profiles_section(matrices: dict[str, np.ndarray], reps: int, seed: int, png: Path) -> list[str]:
+    taus = _taus(matrices)
+    profiles, profile_cis = profile_estimates(matrices, taus, reps, seed)
+    _plot_profiles(profiles, profile_cis, taus, png)
+    return [
+        "## Performance profiles",
+        "",
+        "Fraction of runs whose normalised score exceeds tau, with 95% CIs (envs with a reference).",
+        "",
+        f"![performance profiles]({png.name})",
+        "",
+    ]
+
+
+def _per_env_section(scores: pd.DataFrame, labels: list[str], episodes: int, reps: int, seed: int) -> list[str]:
     from rliable import metrics
 
     lines = [
@@ -422,23 +465,29 @@ def _per_env_section(scores: pd.DataFrame, labels: list[str], used: dict, reps: 
             raw = mine["raw"].to_numpy(dtype=float)[:, None]
             points, intervals = interval_estimates({label: raw}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps, seed)
             ci = _ci(points[label][0], intervals[label][0, 0], intervals[label][1, 0])
-            lines.append(f"| {env} | {label} | {len(mine)} | {used[env].metric} | {ci} | {mine['score'].mean():.3f} |")
+            names = ", ".join(sorted({score_label(m, p, episodes) for m, p in zip(mine["metric"], mine["policy"])}))
+            normalised = f"{mine['score'].mean():.3f}" if mine["score"].notna().all() else "no reference"
+            lines.append(f"| {env} | {label} | {len(mine)} | {names} | {ci} | {normalised} |")
     return [*lines, ""]
 
 
-def _curves_section(table: pd.DataFrame, labels: list[str], reps: int, seed: int, png: Path) -> list[str]:
+def _curves_section(
+    table: pd.DataFrame, scores: pd.DataFrame, labels: list[str], episodes: int, reps: int, seed: int, png: Path
+) -> list[str]:
     envs = sorted(table["env"].unique())
     panels = []
     for env in envs:
         metric = curve_metric(table[table["env"] == env])
         if metric is not None:
-            panels.append((env, metric, curves(table, env, metric, labels, reps, seed)))
+            name = score_label(metric, run_policies(scores[scores["env"] == env], metric), episodes)
+            panels.append((env, name, curves(table, env, metric, labels, reps, seed)))
     lines = ["## Learning curves", ""]
     if not panels:
         return [*lines, "No run recorded a learning curve (periodic evaluation was off: --eval-freq 0).", ""]
     _plot_curves(panels, labels, png)
-    lines += ["IQM over seeds at each evaluation, with 95% bootstrap bands.", "", f"![learning curves]({png.name})", ""]
-    return lines
+    lines += ["IQM over seeds at each evaluation, with 95% bootstrap bands, of:", ""]
+    lines += [f"- {env}: {name}" for env, name, _ in panels]
+    return [*lines, "", f"![learning curves]({png.name})", ""]
 
 
 def _failures_section(folder: Path) -> list[str]:
@@ -521,14 +570,14 @@ def _plot_curves(panels: list[tuple[str, str, dict]], labels: list[str], png: Pa
 
     colors = _colors(labels)
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    for ax, (env, metric, data) in zip(axes[0], panels):
+    for ax, (env, name, data) in zip(axes[0], panels):
         for label, (t, iqm, low, high) in data.items():
             ax.plot(t, iqm, color=colors[label], label=label, marker="o" if len(t) == 1 else None)
             ax.fill_between(t, low, high, color=colors[label], alpha=0.2)
         ax.set_title(env)
         ax.set_xlabel("timesteps")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.set_ylabel(f"{metric} (IQM over seeds)")
+        ax.set_ylabel(f"{name}, IQM over seeds", fontsize="small")
         ax.grid(alpha=0.3)
     axes[0][0].legend()
     fig.tight_layout()

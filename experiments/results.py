@@ -44,6 +44,16 @@ def read_metrics(run_dir: Path) -> list[tuple[int, str, float]]:
         return [(int(r["timesteps"]), r["metric"], float(r["value"])) for r in csv.DictReader(handle)]
 
 
+def last_values(rows: Iterable[tuple[int, str, float]]) -> dict[str, float]:
+    """:param rows: measurements ``(timesteps, metric, value)``
+    :return: each metric's value at its largest timestep (the later row where two share it)"""
+    last: dict[str, tuple[int, float]] = {}
+    for t, m, v in rows:
+        if m not in last or t >= last[m][0]:
+            last[m] = (t, v)
+    return {m: v for m, (_, v) in last.items()}
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (a temporary file renamed into place).
 

@@ -5,7 +5,8 @@ A study lives in one folder, ``<log_folder>/studies/<name>/``::
     study.yml        the grid: its name, the settings every run shares, and the runs (algo, env, policy, p, seed)
     runs/<run>/      one folder per complete run (config.yml, summary.json, metrics.csv, model, ...)
     failed/<run>.txt the errors of a run that raised, one block per attempt (removed when the run later succeeds)
-    results.csv      the tidy table of every complete run: study, env, algo, policy, p, seed, timesteps, metric, value
+    results.csv      the tidy table of every complete run: study, env, algo, policy, p, seed, timesteps, metric, value;
+                     each run's ``normalized_score`` is computed from the run alone (``experiments.reference``)
     report.md        the rliable report (``experiments.report``) and its PNG plots
 
 Each run executes in a Dask worker (``run_remote``) inside a temporary folder of the worker's machine; its files come
@@ -42,7 +43,8 @@ import yaml
 
 from experiments.config import RunConfig
 from experiments.errors import UsageError
-from experiments.results import CONFIG_FILE, SUMMARY_FILE, read_metrics, write_yaml
+from experiments.reference import reference_metrics
+from experiments.results import CONFIG_FILE, SUMMARY_FILE, last_values, read_metrics, write_yaml
 
 STUDY_FILE = "study.yml"
 RESULTS_FILE = "results.csv"
@@ -335,7 +337,9 @@ def record_failure(folder: Path, name: str, attempt: int, error: BaseException) 
 
 
 def run_rows(study_name: str, run_dir: Path) -> list[list[Any]]:
-    """The tidy rows of one complete run: its metrics table, plus the summary's scalars that the table lacks.
+    """The tidy rows of one complete run: its metrics table, plus the summary's scalars that the table lacks, plus
+    its reference metrics at its last timestep (``experiments.reference.reference_metrics``: ``normalized_score``,
+    computed from this run alone, the reference it used, and whether its evaluations were greedy).
 
     :param study_name: the study
     :param run_dir: a complete run folder
@@ -351,6 +355,8 @@ def run_rows(study_name: str, run_dir: Path) -> list[list[Any]]:
         for k, v in sorted(summary.items())
         if k not in names and k != "timesteps" and isinstance(v, (int, float)) and not isinstance(v, bool)
     ]
+    names = {m for _, m, _ in metrics}
+    metrics += [(end, k, v) for k, v in reference_metrics(config, last_values(metrics)).items() if k not in names]
     ident = [study_name, config["env"], config["algo"], config["policy"], config["p"], config["seed"]]
     return [[*ident, t, m, v] for t, m, v in metrics]
 

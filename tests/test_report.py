@@ -1,5 +1,6 @@
-"""The study report: per-env normalisation, rliable aggregates and their intervals, probability of improvement,
-learning curves, and report.md written deterministically from a results table."""
+"""The study report: each run's own normalised score, envs without a reference left out of the aggregates, rliable
+aggregates and their intervals, probability of improvement, learning curves, greedy/stochastic labels, and report.md
+written deterministically from a results table."""
 
 import numpy as np
 import pandas as pd
@@ -7,10 +8,10 @@ import pytest
 from scipy.stats import trim_mean
 
 from experiments.cli import main
+from experiments.config import RunConfig
+from experiments.reference import model_reference, table_reference
 from experiments.report import (
-    ATARI_SCORES,
     aggregate_estimates,
-    atari_game,
     curves,
     final_scores,
     improvement_estimates,
@@ -21,6 +22,7 @@ from experiments.report import (
     write_report,
 )
 from experiments.results import CONFIG_FILE, SUMMARY_FILE, write_json, write_metrics, write_yaml
+from experiments.run import run
 from experiments.study import FAILED_DIR, RESULT_COLUMNS, RESULTS_FILE, RUNS_DIR, STUDY_FILE
 
 REPS = 200
@@ -37,42 +39,45 @@ def _study(folder, rows):
     return folder
 
 
-def _synthetic(folder, seeds=5, envs=("FourRooms-v0", "CartPole-v1")):
+def _synthetic(folder, seeds=5, envs=("FourRooms-v0", "CartPole-v1"), referenced=True):
     rng = np.random.default_rng(0)
+    cartpole = table_reference("CartPole-v1", {})
     rows = []
     for env in envs:
         for policy, shift in (("softmax", 0.0), ("escort", 0.3)):
             for seed in range(seeds):
                 curve = [(t, "eval_return", shift + t / 1000 + rng.normal(0, 0.01)) for t in (250, 500, 750, 1000)]
-                final = ("fraction_of_optimal", min(1.0, 0.5 + shift + rng.uniform(0, 0.1)))
-                if env == "CartPole-v1":
-                    final = ("final_return", 100 + 300 * shift + rng.uniform(0, 50))
-                rows += _rows(env, "ppo", policy, seed, [*curve, (1000, *final), (1000, "wall_time", 2.0)])
+                value = min(1.0, 0.5 + shift + rng.uniform(0, 0.1))
+                final = [("greedy_value", value), ("normalized_score", value), ("reference_random", 0.0)]
+                if env != "FourRooms-v0":
+                    final_return = 100 + 300 * shift + rng.uniform(0, 50)
+                    final = [("final_return", final_return), ("normalized_score", cartpole.normalize(final_return)),
+                             ("reference_random", cartpole.random), ("reference_target", cartpole.target)]  # fmt: skip
+                final = final if referenced and env != "Taxi-v3" else final[:1]
+                rows += _rows(env, "ppo", policy, seed, [*curve, *[(1000, *f) for f in final], (1000, "wall_time", 2.0)])
     return _study(folder, rows)
 
 
-def test_atari_game_names():
-    assert atari_game("ALE/Pong-v5") == "Pong"
-    assert atari_game("BreakoutNoFrameskip-v4") == "Breakout"
-    assert atari_game("ale_py:ALE/SpaceInvaders-v5") == "SpaceInvaders"
-
-
-def test_scores_are_normalised_by_v_star_random_human_or_min_max(tmp_path):
+def test_final_scores_are_each_runs_own_normalized_score_and_envs_without_one_are_left_out(tmp_path):
     rows = []
-    for seed, (frac, pong, cart) in enumerate([(0.5, -20.7, 10.0), (1.0, 14.6, 30.0), (0.75, -3.05, 20.0)]):
-        rows += _rows("FourRooms-v0", "ppo", "escort", seed, [(10, "fraction_of_optimal", frac), (10, "final_return", 9.0)])
-        rows += _rows("ALE/Pong-v5", "ppo", "escort", seed, [(5, "final_return", -21.0), (10, "final_return", pong)])
-        rows += _rows("CartPole-v1", "ppo", "escort", seed, [(10, "final_return", cart)])
-    scores, used = final_scores(load_table(_study(tmp_path, rows)))
-    by_env = {env: group.sort_values("seed")["score"].to_numpy() for env, group in scores.groupby("env")}
-    np.testing.assert_allclose(by_env["FourRooms-v0"], [0.5, 1.0, 0.75])
-    random, human = ATARI_SCORES["Pong"]
-    np.testing.assert_allclose(by_env["ALE/Pong-v5"], (np.array([-20.7, 14.6, -3.05]) - random) / (human - random))
-    np.testing.assert_allclose(by_env["ALE/Pong-v5"], [0.0, 1.0, 0.5])  # the last value of each run, not the first
-    np.testing.assert_allclose(by_env["CartPole-v1"], [0.0, 1.0, 0.5])
-    assert used["FourRooms-v0"].description.startswith("V*")
-    assert used["ALE/Pong-v5"].description.startswith("random/human")
-    assert used["CartPole-v1"].description.startswith("min-max")
+    for seed, (value, cart, taxi) in enumerate([(0.5, 10.0, -200.0), (1.0, 30.0, -50.0), (0.75, 20.0, 8.0)]):
+        rows += _rows("FourRooms-v0", "ppo", "escort", seed, [(10, "greedy_value", value), (10, "final_return", 9.0),
+                      (10, "normalized_score", value / 2), (10, "eval_deterministic", 1.0)])  # fmt: skip
+        rows += _rows("CartPole-v1", "ppo", "escort", seed, [(5, "final_return", 1.0), (10, "final_return", cart),
+                      (10, "normalized_score", cart / 100), (10, "eval_deterministic", 0.0)])  # fmt: skip
+        rows += _rows("Taxi-v3", "ppo", "escort", seed, [(10, "final_return", taxi), (10, "eval_deterministic", 1.0)])
+    scores = final_scores(load_table(_study(tmp_path, rows)))
+    by_env = {env: group.sort_values("seed") for env, group in scores.groupby("env")}
+    np.testing.assert_allclose(by_env["FourRooms-v0"]["score"], [0.25, 0.5, 0.375])  # the run's row, as written
+    np.testing.assert_allclose(by_env["CartPole-v1"]["raw"], [10.0, 30.0, 20.0])  # the last value of each run
+    assert set(by_env["FourRooms-v0"]["metric"]) == {"greedy_value"} and set(by_env["CartPole-v1"]["metric"]) == {
+        "final_return"
+    }
+    assert set(by_env["CartPole-v1"]["policy"]) == {"stochastic"} and set(by_env["Taxi-v3"]["policy"]) == {"greedy"}
+    assert by_env["Taxi-v3"]["score"].isna().all()
+    referenced = scores[scores["score"].notna()]
+    matrices, envs, _ = score_matrices(referenced, ["escort-p2"])
+    assert envs == ["CartPole-v1", "FourRooms-v0"] and matrices["escort-p2"].shape == (3, 2)
 
 
 def test_aggregates_are_rliable_iqm_mean_and_gap_with_intervals_around_them():
@@ -124,18 +129,20 @@ def test_uneven_seeds_are_aggregated_on_the_lowest_seeds_with_a_note(tmp_path):
     rows = []
     for env, seeds in (("FourRooms-v0", 4), ("Bandit-v0", 2)):
         for seed in range(seeds):
-            rows += _rows(env, "ppo", "softmax", seed, [(10, "fraction_of_optimal", 0.1 * seed)])
-    rows += _rows("FourRooms-v0", "ppo", "escort", 0, [(10, "fraction_of_optimal", 1.0)])
+            rows += _rows(
+                env, "ppo", "softmax", seed, [(10, "greedy_value", 0.1 * seed), (10, "normalized_score", 0.1 * seed)]
+            )
+    rows += _rows("FourRooms-v0", "ppo", "escort", 0, [(10, "greedy_value", 1.0), (10, "normalized_score", 1.0)])
     table = load_table(_study(tmp_path, rows))
     assert ordered_labels(table) == ["softmax", "escort-p2"]
-    matrices, envs, notes = score_matrices(final_scores(table)[0], ordered_labels(table))
+    matrices, envs, notes = score_matrices(final_scores(table), ordered_labels(table))
     assert envs == ["Bandit-v0", "FourRooms-v0"] and matrices["softmax"].shape == (2, 2)
     assert "escort-p2" not in matrices
     assert any("escort-p2 is left out" in n for n in notes) and any("softmax: 2 runs" in n for n in notes)
 
 
 def test_report_is_written_with_plots_and_is_deterministic(tmp_path):
-    folder = _synthetic(tmp_path / "study")
+    folder = _synthetic(tmp_path / "study", envs=("FourRooms-v0", "CartPole-v1", "Taxi-v3"))
     (folder / FAILED_DIR).mkdir()
     (folder / FAILED_DIR / "ppo_CartPole-v1_escort-p2_s9.txt").write_text(
         "--- attempt 1 (now) ---\nTraceback (most recent call last):\n  File x\nRuntimeError: boom\n\n"
@@ -144,9 +151,17 @@ def test_report_is_written_with_plots_and_is_deterministic(tmp_path):
     for png in ("curves.png", "aggregates.png", "improvement.png", "profiles.png"):
         assert (folder / png).stat().st_size > 1000
     assert first == write_report(folder, reps=REPS).read_text()
-    for needle in ("## Aggregate scores across envs", "| escort-p2 | softmax |", "min-max", "V*", "## Learning curves",
-                   "| ppo_CartPole-v1_escort-p2_s9 | 1 | RuntimeError: boom |", "| softmax | 5 x 2 |"):  # fmt: skip
-        assert needle in first
+    for needle in ("## Aggregate scores across envs", "| escort-p2 | softmax |", "V*", "## Learning curves",
+                   "| ppo_CartPole-v1_escort-p2_s9 | 1 | RuntimeError: boom |", "| softmax | 5 x 2 |",
+                   "with a reference (CartPole-v1, FourRooms-v0)", "Left out (no reference): Taxi-v3",
+                   "| Taxi-v3 | final return (greedy policy, 10 episodes) | - | - | no reference (no entry in",
+                   "| CartPole-v1 | final return (greedy policy, 10 episodes) | 2", "| 500 | random: uniform-random policy",
+                   "| Taxi-v3 | escort-p2 | 5 | final return (greedy policy, 10 episodes) |",
+                   "- FourRooms-v0: evaluation return (greedy policy, 10 episodes)"):  # fmt: skip
+        assert needle in first, needle
+    assert "min-max" not in first
+    taxi = [line for line in first.splitlines() if line.startswith("| Taxi-v3 | ") and "episodes) |" in line]
+    assert len(taxi) == 3 and all(line.endswith("| no reference |") for line in taxi[1:])
     iqm_row = next(line for line in first.splitlines() if line.startswith("| escort-p2 | 5 x 2 |"))
     assert float(iqm_row.split("|")[3].split()[0]) > float(
         next(line for line in first.splitlines() if line.startswith("| softmax | 5 x 2 |")).split("|")[3].split()[0]
@@ -159,7 +174,7 @@ def _run_folder(folder, policy, seed, final):
     write_yaml(run_dir / CONFIG_FILE, {"algo": "ppo", "env": "FourRooms-v0", "policy": policy, "p": 2.0, "seed": seed})
     summary = {"timesteps": 100, "fraction_of_optimal": final, "escape_time": 7, "interrupted": False}
     write_json(run_dir / SUMMARY_FILE, summary)
-    write_metrics(run_dir, [(50, "eval_return", final / 2), (100, "eval_return", final), (100, "fraction_of_optimal", final)])
+    write_metrics(run_dir, [(50, "eval_return", final / 2), (100, "eval_return", final), (100, "greedy_value", final)])
 
 
 def test_report_command_rebuilds_the_table_from_the_run_folders(tmp_path, capsys):
@@ -174,7 +189,51 @@ def test_report_command_rebuilds_the_table_from_the_run_folders(tmp_path, capsys
     assert main(["report", str(folder), "--reps", "50"]) == 0
     assert str(folder / "report.md") in capsys.readouterr().out
     table = pd.read_csv(folder / RESULTS_FILE)
-    assert len(table) == 6 * 4 and set(table["seed"]) == {0, 1, 2}
+    # per run: 2 eval_return, greedy_value, fraction_of_optimal and escape_time (summary), 4 reference metrics
+    assert len(table) == 6 * 9 and set(table["seed"]) == {0, 1, 2}
     escape = table[table["metric"] == "escape_time"]
     assert len(escape) == 6 and set(escape["value"]) == {7.0} and set(escape["timesteps"]) == {100}
+    reference = model_reference("FourRooms-v0", {})
+    normalized = table[table["metric"] == "normalized_score"].set_index(["policy", "seed"])["value"]
+    assert normalized[("escort", 1)] == pytest.approx(reference.normalize(0.7))
     assert "| escort-p2 | softmax | 1.000 [1.000, 1.000] |" in (folder / "report.md").read_text()
+
+
+def test_a_study_without_any_reference_reports_per_env_and_says_why_there_are_no_aggregates(tmp_path):
+    folder = _synthetic(tmp_path / "study", seeds=3, envs=("CartPole-v1", "Taxi-v3"), referenced=False)
+    report = write_report(folder, reps=REPS).read_text()
+    assert "None: no env of this study has a reference score (CartPole-v1, Taxi-v3)" in report
+    assert (
+        "| optimality gap |" not in report
+        and "## Probability of improvement" not in report
+        and "## Performance profiles" not in report
+    )
+    assert "| CartPole-v1 | softmax | 3 | final return (greedy policy, 10 episodes) |" in report
+    assert "no reference (its runs carry no normalized_score: `python train.py report FOLDER` rebuilds" in report
+    assert (folder / "curves.png").stat().st_size > 1000 and not (folder / "aggregates.png").exists()
+
+
+def test_scores_say_whether_they_are_the_greedy_or_the_stochastic_policys(tmp_path):
+    folder = _study(tmp_path / "study", [])
+    write_yaml(folder / STUDY_FILE, {"name": "s", "settings": {"eval_episodes": 2}, "runs": []})
+    common = {"n_timesteps": 256, "eval_freq": 128, "eval_episodes": 2, "verbose": 0, "log_folder": str(tmp_path)}
+    ppo = RunConfig(algo="ppo", env="CartPole-v1", policy="softmax", n_envs=2, **common,
+                    hyperparams={"n_steps": 64, "batch_size": 64, "n_epochs": 1})  # fmt: skip
+    exact = RunConfig(algo="exact", env="Bandit-v0", policy="escort", **common)
+    for config in (ppo, exact):
+        run(config, folder / RUNS_DIR / f"{config.algo}_{config.run_name}")
+    assert main(["report", str(folder), "--reps", "50"]) == 0
+    lines = (folder / "report.md").read_text().splitlines()
+    scores = [line for line in lines if line.startswith(("| CartPole-v1 |", "| Bandit-v0 |"))]
+    assert any(
+        line.startswith("| Bandit-v0 | V(rho) (stochastic policy) | 0.6667 | 1 | random: V of the uniform") for line in scores
+    )
+    assert any(line.startswith("| CartPole-v1 | final return (greedy policy, 2 episodes) | 22") for line in scores)
+    assert any(line.startswith("| Bandit-v0 | exact/escort-p2 | 1 | V(rho) (stochastic policy) |") for line in scores)
+    assert any(
+        line.startswith("| CartPole-v1 | ppo/softmax | 1 | final return (greedy policy, 2 episodes) |") for line in scores
+    )
+    assert not any("greedy" in line for line in scores if "Bandit" in line)
+    assert not any("stochastic" in line for line in scores if "CartPole" in line)
+    assert "- CartPole-v1: evaluation return (greedy policy, 2 episodes)" in lines
+    assert "- Bandit-v0: V(rho) (stochastic policy)" in lines

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,8 @@ import yaml
 
 from experiments.cli import is_study, main, parse_command, parse_configs
 from experiments.config import RunConfig
+from experiments.reference import model_reference, table_reference
+from experiments.results import write_yaml
 from experiments.study import (
     FAILED_DIR,
     RESULT_COLUMNS,
@@ -30,6 +33,7 @@ from experiments.study import (
     run_key,
     save_spec,
     store_run,
+    write_results,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,6 +133,12 @@ def test_two_policies_two_seeds_study_writes_runs_table_and_report(tmp_path, cap
         assert sorted(rows.loc[rows["metric"] == "eval_return", "timesteps"]) == [128, 256]
         summary = json.loads((run_dir / "summary.json").read_text())
         assert rows.loc[rows["metric"] == "final_return", "value"].item() == pytest.approx(summary["final_return"])
+        normalized = rows[rows["metric"] == "normalized_score"]  # the greedy policy's V(rho) between V^uniform and V*
+        assert normalized["value"].item() == pytest.approx(
+            model_reference("FourRooms-v0", {}).normalize(summary["greedy_value"])
+        )
+        assert normalized["timesteps"].item() == rows["timesteps"].max() == 256
+        assert rows.loc[rows["metric"] == "eval_deterministic", "value"].item() == 1.0
     report = (folder / "report.md").read_text()
     assert "| escort-p2 | softmax |" in report and "V*" in report and "IQM" in report
     for png in ("curves.png", "aggregates.png", "improvement.png", "profiles.png"):
@@ -173,8 +183,20 @@ def scheduler(tmp_path_factory):
     procs = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **common)]
     procs.append(
         subprocess.Popen(
-            ["dask", "worker", address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard",
-             "--local-directory", str(workdir)],
+            [
+                "dask",
+                "worker",
+                address,
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+                "--host",
+                "127.0.0.1",
+                "--no-dashboard",
+                "--local-directory",
+                str(workdir),
+            ],
             **common,
         )  # fmt: skip
     )
@@ -255,6 +277,37 @@ def test_exact_runs_give_escape_time_and_wall_time_rows(tmp_path):
     assert summary["escape_time"] is not None and escape["value"].tolist() == [summary["escape_time"]]
     assert rows.loc[rows["metric"] == "wall_time", "value"].item() == pytest.approx(summary["wall_time"])
     assert (rows["metric"] == "value").sum() > 10 and set(rows["algo"]) == {"exact"}
+    normalized = rows.loc[rows["metric"] == "normalized_score", "value"].item()
+    assert normalized == pytest.approx((summary["final_value"] - 2 / 3) / (1 - 2 / 3))  # uniform: V = 2/3; V* = 1
+    assert "eval_deterministic" not in set(rows["metric"])  # exact runs evaluate the stochastic policy, always
+    assert rows.loc[rows["metric"] == "reference_target", "value"].item() == pytest.approx(summary["optimal_value"])
+
+
+def _copy_run(run_dir: Path, folder: Path) -> None:
+    shutil.copytree(run_dir, folder / RUNS_DIR / run_dir.name)
+    write_yaml(folder / STUDY_FILE, {"name": folder.name, "settings": {}, "runs": []})
+
+
+def test_a_runs_normalized_score_does_not_depend_on_the_other_runs_of_its_study(tmp_path):
+    from experiments.run import run
+
+    runs = {}
+    for policy in ("softmax", "escort"):
+        config = RunConfig(algo="ppo", env="CartPole-v1", policy=policy, n_timesteps=256, n_envs=2, eval_freq=0,
+                           eval_episodes=3, log_folder=str(tmp_path / "logs"), verbose=0,
+                           hyperparams={"n_steps": 64, "batch_size": 64, "n_epochs": 1})  # fmt: skip
+        runs[policy] = Path(run(config)["run_dir"])
+    _copy_run(runs["softmax"], tmp_path / "alone")
+    for run_dir in runs.values():
+        _copy_run(run_dir, tmp_path / "both")
+    tables = {name: pd.read_csv(write_results(tmp_path / name)) for name in ("alone", "both")}
+    scores = {name: t[t["metric"] == "normalized_score"].set_index("policy")["value"] for name, t in tables.items()}
+    assert scores["alone"]["softmax"] == scores["both"]["softmax"]
+    for policy, run_dir in runs.items():  # CartPole's reference: the uniform-random policy's return and the maximum, 500
+        final = json.loads((run_dir / "summary.json").read_text())["final_return"]
+        random = table_reference("CartPole-v1", {}).random
+        assert scores["both"][policy] == pytest.approx((final - random) / (500 - random))
+    assert scores["both"].max() < 1  # a study's best run is not 1 by construction
 
 
 @pytest.mark.parametrize("live", [False, True])
