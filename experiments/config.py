@@ -55,7 +55,8 @@ class RunConfig:
         default=-1,
         metadata={
             "help": "torch threads for this run, as rl-zoo3's --num-threads; -1 keeps torch's default. 1 is often fastest "
-            "for small MLPs on a shared CPU (study workers use 1 unless this is set)"
+            "for small MLPs on a shared CPU (study workers use 1 unless this is set). The thread count changes the numbers; "
+            "config.yml records the count in effect (provenance: torch_num_threads)"
         },
     )
     hyperparams: dict[str, Any] = field(

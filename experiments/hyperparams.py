@@ -12,6 +12,13 @@ from experiments.errors import UsageError
 HYPERPARAMS_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
 
 
+def hyperparams_path(algo: str) -> Path:
+    """:param algo: algorithm name
+    :return: the file its hyperparameters come from, ``hyperparams/<algo>.yml`` (it need not exist: then every value
+        comes from the command line and the runner's defaults)"""
+    return HYPERPARAMS_DIR / f"{algo}.yml"
+
+
 def load_hyperparams(algo: str, env_id: str, family: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Merge the blocks of ``hyperparams/<algo>.yml``: ``default`` < family (``atari``, ``minigrid``) < env id < overrides.
 
@@ -21,7 +28,7 @@ def load_hyperparams(algo: str, env_id: str, family: str, overrides: dict[str, A
     :param overrides: ``--hyperparams`` values
     :return: the resolved mapping (nested ``policy_kwargs`` merged key by key)
     """
-    path = HYPERPARAMS_DIR / f"{algo}.yml"
+    path = hyperparams_path(algo)
     blocks = load_yaml(path.read_text()) if path.exists() else {}
     resolved: dict[str, Any] = {}
     for block in (blocks.get("default"), blocks.get(family), blocks.get(env_id), overrides):

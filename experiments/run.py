@@ -1,11 +1,14 @@
-"""Run one configuration: validate it, resolve its hyperparameters, run it in a temporary folder, move it into place."""
+"""Run one configuration: validate it, resolve its hyperparameters, run it in a temporary folder with its provenance, move
+it into place."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -19,7 +22,7 @@ import gymnasium as gym
 from envs.make import UnknownEnvError, ensure_registered, env_family
 from experiments.config import RunConfig
 from experiments.errors import UsageError
-from experiments.hyperparams import load_hyperparams
+from experiments.hyperparams import HYPERPARAMS_DIR, hyperparams_path, load_hyperparams
 from experiments.results import CONFIG_FILE, SUMMARY_FILE, write_json, write_yaml
 
 Runner = Callable[[RunConfig, dict[str, Any], Path], dict[str, Any]]
@@ -153,24 +156,24 @@ def _interrupted(run_dir: Path) -> bool:
 def run(config: RunConfig, run_dir: Path | None = None) -> dict[str, Any]:
     """Validate, run in a temporary folder, then move the finished run folder into place.
 
-    The folder holds ``config.yml`` (the config and the resolved hyperparameters), ``summary.json`` and what the
-    runner wrote (model, metrics.csv, monitor CSV, TensorBoard). A run that fails leaves nothing behind.
+    The folder holds ``config.yml`` (the config, the resolved hyperparameters and the ``provenance``), ``summary.json``
+    and what the runner wrote (model, metrics.csv, monitor CSV, TensorBoard). Folders are made with ``mkdir``, so their
+    mode follows the umask. A run that fails leaves nothing behind: neither its temporary folder nor the parent folders
+    (``<log_folder>/<algo>/``, the log folder) that it created and that are still empty.
 
     :param config: the run
     :param run_dir: where the finished run goes (default: ``next_run_dir(config)``)
     :return: the summary, with ``run_dir``
     """
     validate(config).close()
-    if config.num_threads > 0:
-        import torch
-
-        torch.set_num_threads(config.num_threads)
+    apply_num_threads(config.num_threads)
     hp = resolve(config)
     final = Path(run_dir) if run_dir is not None else next_run_dir(config)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    created = make_folders(final.parent)
+    tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
     try:
-        write_yaml(tmp / CONFIG_FILE, {**config.to_dict(), "resolved_hyperparams": hp, "provenance": provenance()})
+        tmp.mkdir()  # not mkdtemp, which makes it 0700 whatever the umask
+        write_yaml(tmp / CONFIG_FILE, {**config.to_dict(), "resolved_hyperparams": hp, "provenance": provenance(config.algo)})
         summary = ALGOS[config.algo].runner()(config, hp, tmp)
         write_json(tmp / SUMMARY_FILE, summary)
         if final.exists():
@@ -178,25 +181,98 @@ def run(config: RunConfig, run_dir: Path | None = None) -> dict[str, Any]:
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_empty(created)
         raise
     return {**summary, "run_dir": str(final)}
 
 
-def provenance() -> dict[str, str]:
-    """:return: the git commit of the code (when in a git checkout) and the versions that produced a run"""
+def apply_num_threads(num_threads: int) -> None:
+    """:param num_threads: ``--num-threads``: torch's intra-op threads for this process; -1 leaves torch's setting"""
+    if num_threads > 0:
+        import torch
+
+        torch.set_num_threads(num_threads)
+
+
+def make_folders(folder: Path) -> list[Path]:
+    """Make ``folder`` and its missing parents, as ``os.makedirs`` does (mode ``0o777 & ~umask``).
+
+    :param folder: the folder
+    :return: the folders this call made, deepest first (for ``remove_empty``)
+    """
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove the folders that are still empty, deepest first; stop at the first one that is not.
+
+    :param folders: what ``make_folders`` returned
+    """
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+#: What the code of a run is: a change under these paths (tracked or new, not ignored) makes the checkout dirty.
+CODE_PATHS = ("agents", "envs", "experiments", "policies", "hyperparams", "train.py", "pyproject.toml")
+#: Environment variables that set the thread pools of OpenMP, MKL and OpenBLAS.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+REPO_ROOT = HYPERPARAMS_DIR.parent
+
+
+def provenance(algo: str | None = None) -> dict[str, Any]:
+    """What produced a run, recorded in its ``config.yml``; cheap (one ``git status``).
+
+    :param algo: the run's algorithm, to record its hyperparameter file
+    :return: ``git_commit`` and ``git_dirty`` of the code (``"unknown"`` and None outside a git checkout), the versions,
+        the thread settings in effect (``torch_num_threads`` as ``torch.get_num_threads()`` returns it after
+        ``--num-threads``, ``torch_num_interop_threads``, and the variables of ``THREAD_VARIABLES``, None when unset) and,
+        with ``algo``, ``hyperparams_file`` (relative to the repository) with its ``hyperparams_sha256`` (of its bytes;
+        None when there is no such file)
+    """
     import stable_baselines3
     import torch
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {
-        "git_commit": commit or "unknown",
+    commit, dirty = git_state()
+    record: dict[str, Any] = {
+        "git_commit": commit,
+        "git_dirty": dirty,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "stable_baselines3": stable_baselines3.__version__,
         "gymnasium": gym.__version__,
+        "torch_num_threads": torch.get_num_threads(),
+        "torch_num_interop_threads": torch.get_num_interop_threads(),
+        **{name: os.environ.get(name) for name in THREAD_VARIABLES},
     }
+    if algo is not None:
+        record.update(hyperparams_record(hyperparams_path(algo)))
+    return record
+
+
+def git_state() -> tuple[str, bool | None]:
+    """:return: the commit checked out where the code lives, and whether ``CODE_PATHS`` differ from it (modified,
+    staged or new files; ignored ones do not count); ``("unknown", None)`` outside a git checkout"""
+    command = ["git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "--", *CODE_PATHS]
+    try:
+        result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", None
+    if result.returncode != 0:
+        return "unknown", None
+    lines = result.stdout.splitlines()
+    oid = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), "(initial)")
+    return ("unknown" if oid == "(initial)" else oid), any(not line.startswith("# ") for line in lines)
+
+
+def hyperparams_record(path: Path) -> dict[str, str | None]:
+    """:param path: a hyperparameter file
+    :return: ``hyperparams_file`` (relative to the repository when inside it) and ``hyperparams_sha256`` of its bytes,
+        None when the file does not exist"""
+    name = path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return {"hyperparams_file": name, "hyperparams_sha256": digest}
