@@ -174,7 +174,11 @@ def run_seed(env_id: str, seed: int, args: dict[str, Any]) -> list[dict[str, Any
     for policy in POLICIES:
         run_dir = next_run_dir(configs[policy])
         run_dir.mkdir(parents=True)
-        record = {**configs[policy].to_dict(), "resolved_hyperparams": hps[policy], "provenance": provenance()}
+        record = {
+            **configs[policy].to_dict(),
+            "resolved_hyperparams": hps[policy],
+            "provenance": provenance(configs[policy].algo),
+        }
         write_yaml(run_dir / CONFIG_FILE, record)
         models[policy].save(run_dir / MODEL_FILE)
         model, env = models[policy], eval_envs[policy]

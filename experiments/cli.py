@@ -154,6 +154,11 @@ def format_summary(config: RunConfig, summary: dict[str, Any]) -> str:
         lines.append(f"did not escape within {summary.get('iterations', 'the')} iterations")
     if "test_accuracy" in summary:
         lines.append(f"test accuracy: {100 * summary['test_accuracy']:.2f}%")
+    if "normalized_score" in summary:
+        lines.append(
+            f"normalized score: {summary['normalized_score']:.3f} (0: random {summary['reference_random']:.4g}, "
+            f"1: target {summary['reference_target']:.4g}; experiments/reference_scores.yml)"
+        )
     return "\n".join(lines)
 
 

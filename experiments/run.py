@@ -23,7 +23,8 @@ from envs.make import UnknownEnvError, ensure_registered, env_family
 from experiments.config import RunConfig
 from experiments.errors import UsageError
 from experiments.hyperparams import HYPERPARAMS_DIR, hyperparams_path, load_hyperparams
-from experiments.results import CONFIG_FILE, SUMMARY_FILE, write_json, write_yaml
+from experiments.reference import reference_metrics
+from experiments.results import CONFIG_FILE, SUMMARY_FILE, last_values, read_metrics, write_json, write_yaml
 
 Runner = Callable[[RunConfig, dict[str, Any], Path], dict[str, Any]]
 
@@ -84,6 +85,8 @@ def validate(config: RunConfig) -> gym.Env:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0 (got {value})")
     if config.eval_episodes <= 0:
         raise UsageError(f"--eval-episodes must be > 0 (got {config.eval_episodes})")
+    if config.seed < 0:
+        raise UsageError(f"--seed must be >= 0 (got {config.seed}): env seeds are derived from it by SeedSequence")
     if config.num_threads == 0 or config.num_threads < -1:
         raise UsageError(f"--num-threads must be >= 1, or -1 for torch's default (got {config.num_threads})")
     check_writable(Path(config.log_folder))
@@ -175,6 +178,7 @@ def run(config: RunConfig, run_dir: Path | None = None) -> dict[str, Any]:
         tmp.mkdir()  # not mkdtemp, which makes it 0700 whatever the umask
         write_yaml(tmp / CONFIG_FILE, {**config.to_dict(), "resolved_hyperparams": hp, "provenance": provenance(config.algo)})
         summary = ALGOS[config.algo].runner()(config, hp, tmp)
+        summary.update(reference_summary(config, hp, tmp, summary))
         write_json(tmp / SUMMARY_FILE, summary)
         if final.exists():
             shutil.rmtree(final)
@@ -184,6 +188,21 @@ def run(config: RunConfig, run_dir: Path | None = None) -> dict[str, Any]:
         remove_empty(created)
         raise
     return {**summary, "run_dir": str(final)}
+
+
+def reference_summary(config: RunConfig, hp: dict[str, Any], run_dir: Path, summary: dict[str, Any]) -> dict[str, float]:
+    """The run's score on its env's reference scale, computed from the run alone (``experiments.reference``).
+
+    :param config: the run
+    :param hp: its resolved hyperparameters
+    :param run_dir: its folder (for ``metrics.csv``)
+    :param summary: what the runner returned
+    :return: ``normalized_score``, ``reference_random`` and ``reference_target`` where the env has a reference, and
+        ``eval_deterministic`` for SB3 runs
+    """
+    numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    last = {**numbers, **last_values(read_metrics(run_dir))}
+    return reference_metrics({**config.to_dict(), "resolved_hyperparams": hp}, last)
 
 
 def apply_num_threads(num_threads: int) -> None:

@@ -17,18 +17,21 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, VecTransposeImage
 
-from envs.make import env_family, make_vec_env
+from envs.make import make_vec_env
 from envs.seeding import EVAL_STREAM
 from experiments.checkpoints import checkpoint_callback, discard, resume_point
 from experiments.config import RunConfig
 from experiments.errors import UsageError
 from experiments.hyperparams import schedule
+from experiments.reference import eval_greedy
 from experiments.results import write_metrics
 from experiments.tabular_eval import greedy_report
 
 #: Hyperparameter keys the runner consumes; every other key goes to the algorithm's constructor.
 RUNNER_KEYS = ("n_timesteps", "n_envs", "policy", "policy_kwargs", "normalize", "frame_stack", "eval_deterministic")
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
+#: Hyperparameters that count something: whole numbers >= 1 (SB3 divides by some of them before checking).
+COUNT_KEYS = ("n_envs", "n_steps", "batch_size", "n_epochs")
 SB3_ALIASES = {"mlp": "MlpPolicy", "cnn": "CnnPolicy", "multi": "MultiInputPolicy"}
 MODEL_FILE = "model.zip"
 NORMALIZE_FILE = "vecnormalize.pkl"
@@ -38,8 +41,9 @@ def eval_deterministic(env_id: str, hp: dict[str, Any]) -> bool:
     """:param env_id: the env id
     :param hp: resolved hyperparameters (``eval_deterministic`` wins when given)
     :return: whether evaluations take the greedy action: yes for our envs and the rest, no for Atari and MiniGrid
-        (rl-zoo3 evaluates those stochastically: a greedy Atari policy can stall, e.g. never press FIRE)"""
-    return bool(hp.get("eval_deterministic", env_family(env_id) == "other"))
+        (rl-zoo3 evaluates those stochastically: a greedy Atari policy can stall, e.g. never press FIRE); the rule of
+        ``experiments.reference.eval_greedy``, which labels the scores"""
+    return eval_greedy(env_id, hp)
 
 
 def observation_kind(space: gym.Space) -> str:
@@ -147,6 +151,7 @@ def build_model(config: RunConfig, hp: dict[str, Any], env: VecEnv, tensorboard_
     :param tensorboard_log: TensorBoard folder (None: off)
     :return: the untrained model
     """
+    check_counts(config.algo, hp)
     algo = SB3_ALGOS[config.algo]
     policy, extra = algo.policy_for(config.policy, config.p, observation_kind(env.observation_space))
     kwargs = {k: schedule(v) if k in SCHEDULE_KEYS else v for k, v in hp.items() if k not in RUNNER_KEYS}
@@ -162,10 +167,21 @@ def build_model(config: RunConfig, hp: dict[str, Any], env: VecEnv, tensorboard_
             verbose=1 if config.verbose >= 2 else 0,
             **kwargs,
         )
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, AssertionError, ArithmeticError) as err:
+        # SB3 checks values such as batch_size > 1 with assert, or divides by them (PPO: rollout size // batch_size)
         raise UsageError(
             f"hyperparameters do not fit {config.algo}: {err}; fix --hyperparams or hyperparams/{config.algo}.yml"
         ) from None
+
+
+def check_counts(algo: str, hp: dict[str, Any]) -> None:
+    """:param algo: the algorithm
+    :param hp: resolved hyperparameters
+    :raises UsageError: naming the first of ``COUNT_KEYS`` that is not a whole number >= 1"""
+    for key in COUNT_KEYS:
+        value = hp.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"{key} must be a whole number >= 1 (got {value!r}); fix --hyperparams or hyperparams/{algo}.yml")
 
 
 def named_extractor(policy_kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -49,6 +49,9 @@ def one_torch_thread():
         (["--env-kwargs", "slip=2.0"], "env-kwargs"),
         (["--n-timesteps", "-5"], "--n-timesteps"),
         (["--seed", "abc"], "invalid int"),
+        (["--seed", "-1"], "--seed must be >= 0"),
+        (["--hyperparams", "batch_size=0"], "batch_size"),
+        (["--hyperparams", "n_steps=0"], "n_steps"),
         (["--num-threads", "0"], "--num-threads"),
         (["--num-threads", "-3"], "--num-threads"),
     ],
@@ -215,3 +218,16 @@ def test_failed_run_in_the_runner_is_one_line_and_leaves_nothing(tmp_path, capsy
     assert main(["--env", "CartPole-v1", "-f", str(logs), *TINY, "--hyperparams", "not_an_argument=3"]) == 2
     assert "hyperparameters do not fit" in capsys.readouterr().err
     assert not logs.exists()
+
+
+def test_single_run_summary_carries_its_normalized_score(tmp_path):
+    summary = run(
+        RunConfig(
+            env="CartPole-v1", n_timesteps=512, n_envs=2, eval_freq=0, eval_episodes=2, verbose=0, log_folder=str(tmp_path)
+        )
+    )
+    written = json.loads((Path(summary["run_dir"]) / "summary.json").read_text())
+    random, target = written["reference_random"], written["reference_target"]
+    assert target == 500.0 and 0 < random < 100
+    assert written["normalized_score"] == pytest.approx((written["final_return"] - random) / (target - random))
+    assert written["eval_deterministic"] == 1.0
