@@ -36,7 +36,7 @@ class EscortActorCriticPolicy(ActorCriticPolicy):
     :param lr_schedule: Learning rate schedule
     :param args: Positional arguments of ``ActorCriticPolicy`` after ``lr_schedule``
     :param escort_p: Escort power ``p`` > 0
-    :param escort_eps: Floor added to ``|theta|`` before the logarithm (see ``policies.escort_logits``)
+    :param escort_eps: Relative floor of the escort logits, in ``(0, 1)`` (see ``policies.escort_logits``)
     :param kwargs: Keyword arguments of ``ActorCriticPolicy``
     """
 

@@ -142,6 +142,25 @@ def test_invalid_escort_power_raises(bad: float) -> None:
         PPO(EscortActorCriticPolicy, vector_env(), policy_kwargs=dict(escort_p=bad))
 
 
+@pytest.mark.parametrize("bad", [0.0, 1.0, 2.0, float("nan")])
+def test_invalid_escort_eps_raises(bad: float) -> None:
+    with pytest.raises(ValueError, match="escort eps"):
+        PPO(EscortActorCriticPolicy, vector_env(), policy_kwargs=dict(escort_eps=bad))
+
+
+@pytest.mark.parametrize("p", [0.5, 2.0, 8.0])
+def test_initial_theta_is_far_from_the_floors(p: float) -> None:
+    """theta = 1 + W h: every coordinate near 1, so the first policy is the escort transform itself, floors unused."""
+    model = PPO(EscortActorCriticPolicy, vector_env(), policy_kwargs=dict(escort_p=p), n_steps=16, batch_size=16, seed=0)
+    obs_tensor, _ = model.policy.obs_to_tensor(random_observations(model))
+    with th.no_grad():
+        theta = model.policy.action_net(model.policy.mlp_extractor.forward_actor(model.policy.extract_features(obs_tensor)))
+        probs = model.policy.get_distribution(obs_tensor).distribution.probs
+    assert ((theta - 1).abs() < 0.5).all()
+    weights = theta.double().abs() ** p
+    th.testing.assert_close(probs.double(), weights / weights.sum(dim=-1, keepdim=True), rtol=1e-5, atol=0)
+
+
 @pytest.mark.parametrize(
     "algo, policy_class, make_env",
     [

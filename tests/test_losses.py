@@ -51,13 +51,20 @@ def test_gradient_matches_finite_differences(p: float) -> None:
     assert th.autograd.gradcheck(lambda t: escort_cross_entropy(t, target, p=p), (theta,), eps=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("p", [1.0, 2.0, 4.0])
-def test_equals_minus_escort_distribution_log_prob(p: float) -> None:
-    theta, target = random_theta(8, 6, seed=4, dtype=th.float32), th.tensor([0, 1, 2, 3, 4, 5, 0, 1])
+@pytest.mark.parametrize("dtype", [th.float32, th.float64])
+@pytest.mark.parametrize("p", [0.5, 1.0, 2.0, 4.0, 8.0])
+def test_equals_minus_escort_distribution_log_prob(dtype: th.dtype, p: float) -> None:
+    theta, target = random_theta(8, 6, seed=4, dtype=dtype), th.tensor([0, 1, 2, 3, 4, 5, 0, 1])
     theta[0, 0] = 0.0
     theta[1] = 0.0
+    theta[2] *= 1e-30
+    theta[3] *= 1e30
+    theta[4, 4] = 1e-38
     log_prob = EscortDistribution(6, p=p).proba_distribution(theta).log_prob(target)
-    assert th.allclose(escort_cross_entropy(theta, target, p=p, reduction="none"), -log_prob, rtol=1e-6, atol=1e-6)
+    tolerance = 16 * th.finfo(dtype).eps  # log_softmax against logits - logsumexp: the same logits, rounded apart
+    th.testing.assert_close(
+        escort_cross_entropy(theta, target, p=p, reduction="none"), -log_prob, rtol=tolerance, atol=tolerance
+    )
 
 
 def test_reductions_match_torch_conventions() -> None:
@@ -75,14 +82,55 @@ def test_escort_cross_entropy_is_not_softmax_cross_entropy() -> None:
     assert not th.allclose(escort_cross_entropy(theta, target), F.cross_entropy(theta, target))
 
 
-def test_scale_invariant_and_sign_blind() -> None:
+def exact_cross_entropy(theta: np.ndarray, target: np.ndarray, p: float) -> np.ndarray:
+    """-log(|theta_y|^p / sum_b |theta_b|^p), straight from the definition in extended precision."""
+    weights = np.abs(theta.astype(np.longdouble)) ** np.longdouble(p)
+    probs = weights / weights.sum(axis=-1, keepdims=True)
+    return -np.log(probs[np.arange(len(target)), target]).astype(np.float64)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(th.float64, 1e-13), (th.float32, 1e-6)])
+def test_exact_for_a_small_coordinate(dtype: th.dtype, rtol: float) -> None:
+    theta, target = np.array([[3.0, 0.1, -0.2]] * 3), np.array([0, 1, 2])
+    loss = escort_cross_entropy(th.tensor(theta, dtype=dtype), th.tensor(target), p=1.0, reduction="none")
+    np.testing.assert_allclose(loss.double().numpy(), exact_cross_entropy(theta, target, 1.0), rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype, atol", [(th.float64, 1e-9), (th.float32, 1e-4)])
+@pytest.mark.parametrize("p", [0.5, 1.0, 2.0, 4.0, 8.0])
+def test_exact_at_every_scale(dtype: th.dtype, atol: float, p: float) -> None:
+    """Where pi(target) > 1e-5, pi is exact to a relative error of atol, so -log pi is exact to atol."""
+    rng = np.random.default_rng(8)
+    theta, target = rng.standard_normal((500, 5)), rng.integers(5, size=500)
+    for log10_scale in range(-12, 13, 3):
+        scaled = th.tensor(10.0**log10_scale * theta, dtype=dtype)
+        loss = escort_cross_entropy(scaled, th.tensor(target), p=p, reduction="none").double().numpy()
+        exact = exact_cross_entropy(scaled.double().numpy(), target, p)
+        meaningful = exact < -math.log(1e-5)
+        np.testing.assert_allclose(loss[meaningful], exact[meaningful], rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("scale", [1e-9, -1e-9, 1e-3, -1.0, 1e3, -1e6, 1e9])
+def test_scale_invariant_and_sign_blind(scale: float) -> None:
     theta, target = random_theta(5, 4, seed=7), th.tensor([3, 2, 1, 0, 3])
-    loss = escort_cross_entropy(theta, target, reduction="none")
-    assert th.allclose(escort_cross_entropy(1e3 * theta, target, reduction="none"), loss)
-    assert th.allclose(escort_cross_entropy(-theta, target, reduction="none"), loss)
+    theta[0, 1] = 0.0
+    for p in (0.5, 2.0, 8.0):
+        loss = escort_cross_entropy(theta, target, p=p, reduction="none")
+        th.testing.assert_close(escort_cross_entropy(scale * theta, target, p=p, reduction="none"), loss, rtol=1e-13, atol=0)
 
 
-@pytest.mark.parametrize("bad", [{"p": 0.0}, {"p": -1.0}, {"p": math.inf}, {"eps": 0.0}, {"reduction": "avg"}])
+@pytest.mark.parametrize("p", [0.5, 2.0])
+def test_gradient_matches_the_formula_at_every_scale(p: float) -> None:
+    theta, target = random_theta(6, 5, seed=9), th.tensor([4, 3, 2, 1, 0, 2])
+    for scale in (1e-12, 1e-6, 1e6, 1e12):
+        scaled = (scale * theta).requires_grad_(True)
+        escort_cross_entropy(scaled, target, p=p, reduction="sum").backward()
+        # homogeneous of degree -1: the gradient at scale * theta is the gradient at theta over scale
+        expected = formula_gradient(theta, target, p) / scale
+        assert th.allclose(scaled.grad, expected, rtol=1e-9, atol=1e-12 / scale)
+
+
+@pytest.mark.parametrize("bad", [{"p": 0.0}, {"p": -1.0}, {"p": math.inf}, {"eps": 0.0}, {"eps": 1.0}, {"reduction": "avg"}])
 def test_invalid_arguments_raise(bad: dict) -> None:
     with pytest.raises(ValueError):
         escort_cross_entropy(th.ones(2, 3), th.tensor([0, 1]), **bad)
