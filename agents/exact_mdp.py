@@ -1,5 +1,5 @@
-"""The MDP side of exact policy gradient: an env's tabular model, start distributions, exact policy evaluators, and
-the best and second-best actions of a Q table."""
+"""The MDP side of exact policy gradient: an env's tabular model, start distributions, exact policy evaluators, the
+best and second-best actions of a Q table, and the best value of policies that avoid given states."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.tabular import TabularMDP, discounted_visitation, policy_evaluation
+from envs.tabular import TabularMDP, discounted_visitation, policy_evaluation, value_iteration
 
 
 @dataclass(frozen=True)
@@ -125,3 +125,42 @@ def second_best_actions(Q: np.ndarray, best: np.ndarray) -> np.ndarray:
     masked = np.where(suboptimal, Q, -np.inf)
     fallback = (best + 1) % n_actions
     return np.where(suboptimal.any(axis=1), masked.argmax(axis=1), fallback)
+
+
+def best_value_avoiding(mdp: TabularMDP, avoid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """
+    The optimal values over the policies that never enter the states ``avoid``.
+
+    An action is allowed in a state if it leads, with certainty, to states from which ``avoid`` can be kept out of for
+    ever (the largest such set, by elimination). Value iteration then runs on the MDP in which every other action is
+    replaced by a self-loop that pays less than any reward of the MDP: such an action is never optimal where an allowed
+    one exists, so the values are those of the best avoiding policy. In FourRooms-v0, avoiding the terminal state that
+    the optimal policy reaches (the goal with both sub-goals collected) gives the best policy that takes any other route.
+
+    :param mdp: the MDP.
+    :param avoid: ``(S,)`` bool, the states never to enter.
+    :return: ``(S,)`` values (``-inf`` where ``avoid`` cannot be avoided) and ``(S, A)`` action values (``-inf`` for
+        actions that are not allowed).
+    """
+    allowed = avoiding_actions(mdp, avoid)
+    kept = allowed | mdp.terminal[:, None]
+    self_loops = np.eye(mdp.n_states)[:, None, :]
+    penalty = -(np.abs(mdp.R).max() + 1.0)
+    restricted = dataclasses.replace(mdp, P=np.where(kept[:, :, None], mdp.P, self_loops), R=np.where(kept, mdp.R, penalty))
+    V, Q = value_iteration(restricted)
+    return np.where(allowed.any(axis=1), V, -np.inf), np.where(allowed, Q, -np.inf)
+
+
+def avoiding_actions(mdp: TabularMDP, avoid: np.ndarray) -> np.ndarray:
+    """
+    :param mdp: the MDP.
+    :param avoid: ``(S,)`` bool, the states never to enter.
+    :return: ``(S, A)`` bool: the actions after which ``avoid`` can be kept out of for ever, with certainty.
+    """
+    blocked = np.asarray(avoid, dtype=bool)
+    while True:
+        allowed = ~np.any(mdp.P[:, :, blocked] > 0, axis=2)
+        grown = blocked | ~allowed.any(axis=1)
+        if np.array_equal(grown, blocked):
+            return allowed & ~blocked[:, None]
+        blocked = grown

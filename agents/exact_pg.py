@@ -1,19 +1,19 @@
 """Exact policy gradient ascent on a tabular MDP: softmax, escort, NeuRD and GNPG with exact gradients.
 
 Every iteration evaluates the current policy exactly (``Q^pi`` and the discounted visitation ``d^pi_rho`` by one
-sparse LU factorisation of ``I - gamma P_pi``) and takes one step along
+sparse LU factorisation of ``I - gamma P_pi``). The policy gradient is
 
-    dV(rho)/dtheta_s = 1/(1-gamma) * d(s) * sum_a dpi(a|s)/dtheta_s * Q(s, a)
+    dV(rho)/dtheta_s = 1/(1-gamma) * d(s) * sum_a dpi(a|s)/dtheta_s * Q(s, a) = w(s) * f(theta_s) * A(s, .)
 
-For a policy ``pi(.|s) = softmax(z(theta_s))`` with elementwise logits ``z`` this is
-``1/(1-gamma) * d(s) * pi(a|s) * A(s, a) * z'(theta_{s,a})`` with ``A = Q - V``:
+with ``A = Q - V``, the state weight ``w(s) = d(s) / (1 - gamma)`` and the parameterization's factor ``f``:
 
-- softmax: ``z = theta``, ``z' = 1``;
-- escort: ``z = p * log(|theta| + eps)``, ``z' = p * sign(theta) / (|theta| + eps)``, which without ``eps`` is the
-  escort gradient ``(p / ||theta_s||_p) * sign(theta) * pi^(1-1/p) * A``;
+- softmax: ``f = pi``;
+- escort, ``pi = |theta|^p / ||theta||_p^p`` computed exactly in float64: ``f = (p / ||theta_s||_p) * sign(theta) *
+  pi^(1-1/p)`` (``= p * pi / theta``, and 0 at a coordinate that is exactly 0);
 - GNPG: the softmax gradient divided by its L2 norm (over all states);
-- NeuRD: no Jacobian at all, ``theta_s += eta * (Q(s, .) - V(s))`` in every state, gated by the logit threshold.
+- NeuRD: no Jacobian at all, ``theta_s += eta * w(s) * A(s, .)``, gated by the logit threshold.
 
+Every update uses the weight ``state_weighting`` chooses: ``visitation`` (``w``) or ``uniform`` (1 in every state).
 The parameterizations and optimizers live in ``agents.tabular_policies``, the exact evaluation in ``agents.exact_mdp``.
 """
 
@@ -37,16 +37,23 @@ from agents.exact_mdp import (
 )
 from agents.tabular_policies import SGD, Adam, make_parameterization
 from envs.tabular import TabularMDP, value_iteration
-from policies.distributions import DEFAULT_EPS
 
 POLICIES = ("softmax", "escort", "neurd", "gnpg")
 OPTIMIZERS = ("sgd", "adam")
 INITS = ("uniform", "random", "adversarial")
 ESCAPES = ("auto", "action", "value")
 RHOS = ("env", "uniform")
+STATE_WEIGHTINGS = ("visitation", "uniform")
 HISTORY_KEYS = ("value", "gap", "pi_star", "grad_norm")
 
 Callback = Callable[["ExactPG"], bool | None]
+StateWeights = Callable[[Evaluation, float], np.ndarray]
+
+#: ``(S,)`` state weight of the update, from the evaluation and ``gamma``.
+STATE_WEIGHTS: dict[str, StateWeights] = {
+    "visitation": lambda ev, gamma: ev.d / (1.0 - gamma),
+    "uniform": lambda ev, gamma: np.ones_like(ev.d),
+}
 
 
 class ExactPG:
@@ -61,15 +68,17 @@ class ExactPG:
     could move them. Every parameterization starts from the same policy (softmax ``theta = log pi0``, escort
     ``theta = pi0^(1/p)``).
 
-    NeuRD updates every state by ``eta * (Q(s, .) - V(s))`` without the visitation weight ``d(s) / (1 - gamma)``:
-    OpenSpiel's NeuRD weights by the counterfactual reach (that of chance and the other players, not the learner's own),
-    which is 1 in every state of a single-agent MDP without chance. Its logits are mean-centred and thresholded at
-    ``beta``.
+    State weighting, the same rule for every parameterization: ``"visitation"`` (the default) weights state ``s`` by
+    ``w(s) = d^pi_rho(s) / (1 - gamma)`` (softmax and escort follow the policy gradient ``w(s) f(theta_s) A(s, .)``, GNPG
+    its unit-norm version, NeuRD steps ``eta w(s) A(s, .)``); ``"uniform"`` weights every state by 1 (NeuRD then steps
+    ``eta A(s, .)`` as OpenSpiel's NeuRD does: its counterfactual reach, that of chance and the other players, is 1 in
+    every state of a single-agent MDP without chance). :meth:`gradient` is ``dV(rho)/dtheta`` under either weighting,
+    :meth:`update_direction` what the optimizer follows. NeuRD's logits are mean-centred and thresholded at ``beta``.
 
     Escape time: the first iteration at which ``pi(a*|s0) >= escape_threshold`` (``escape="action"``; ``s0`` is the most
     likely start state) or ``V^pi(rho) >= V*(rho) - (1 - escape_threshold) * |V*(rho)|`` (``escape="value"``, i.e.
-    ``V >= 0.9 V*`` for positive ``V*``); ``"auto"`` takes ``"action"`` when the MDP has a single non-terminal state (a
-    bandit) and ``"value"`` otherwise.
+    ``V >= escape_threshold * V*`` for positive ``V*``); ``"auto"`` takes ``"action"`` when the MDP has a single
+    non-terminal state (a bandit) and ``"value"`` otherwise.
 
     :param env: a tabular MDP, or an env whose ``unwrapped.transition_model()`` returns one.
     :param policy: ``softmax``, ``escort``, ``neurd`` or ``gnpg``.
@@ -81,11 +90,11 @@ class ExactPG:
     :param pi0: ``pi0(a*)`` of the adversarial initial policy, in ``(0, 1)`` and below the mass left to ``b``.
     :param seed: seed of the random initialisation.
     :param beta: NeuRD logit threshold, > 0 (``inf``: no threshold).
-    :param eps: escort floor added to ``|theta|`` (as in :func:`policies.escort_logits`).
     :param escape: escape criterion, ``auto``, ``action`` or ``value``.
     :param escape_threshold: threshold of the escape criterion, in ``(0, 1]``.
     :param rho: the objective's start distribution: the env's (``env``) or ``uniform`` over the non-terminal states
         (the full-support ``rho`` that convergence rates for MDPs assume); ``s0`` stays the env's start state.
+    :param state_weighting: the state weight of the update: ``visitation`` (``d(s) / (1 - gamma)``) or ``uniform`` (1).
     """
 
     def __init__(
@@ -100,12 +109,13 @@ class ExactPG:
         pi0: float = 1e-2,
         seed: int = 0,
         beta: float = 2.0,
-        eps: float = DEFAULT_EPS,
         escape: str = "auto",
         escape_threshold: float = 0.9,
         rho: str = "env",
+        state_weighting: str = "visitation",
     ) -> None:
         _check_choice("rho", rho, RHOS)
+        _check_choice("state_weighting", state_weighting, STATE_WEIGHTINGS)
         model = as_mdp(env)
         self.start_state = int(model.initial.argmax())
         self.mdp = model if rho == "env" else uniform_start(model)
@@ -113,7 +123,7 @@ class ExactPG:
         _check_choice("optimizer", optimizer, OPTIMIZERS)
         _check_choice("init", init, INITS)
         _check_choice("escape", escape, ESCAPES)
-        for name, value in (("p", p), ("learning_rate", learning_rate), ("eps", eps)):
+        for name, value in (("p", p), ("learning_rate", learning_rate)):
             _check_positive(name, value)
         _check_positive("beta", beta, allow_inf=True)
         _check_open_unit("pi0", pi0)
@@ -125,7 +135,7 @@ class ExactPG:
         self.policy_name, self.p, self.normalize = policy, float(p), normalize
         self.optimizer_name, self.learning_rate = optimizer, float(learning_rate)
         self.init, self.pi0, self.seed = init, float(pi0), int(seed)
-        self.beta, self.eps, self.escape_threshold = float(beta), float(eps), float(escape_threshold)
+        self.beta, self.escape_threshold, self.state_weighting = float(beta), float(escape_threshold), state_weighting
 
         self.optimal_V, self.optimal_Q = value_iteration(self.mdp)
         self.optimal_value = float(self.mdp.initial @ self.optimal_V)
@@ -134,7 +144,7 @@ class ExactPG:
         self.escape = _resolve_escape(escape, self.mdp)
         self._evaluate = one_step_evaluator(self.mdp) if is_one_step(self.mdp) else linear_solve_evaluator(self.mdp)
 
-        self.parameterization = make_parameterization(policy, self.p, normalize, self.eps, self.beta)
+        self.parameterization = make_parameterization(policy, self.p, normalize, self.beta)
         self.optimizer = SGD(self.learning_rate) if optimizer == "sgd" else Adam(self.learning_rate)
         self.theta = self.parameterization.from_probs(self.initial_policy())
         self.num_iterations = 0
@@ -181,30 +191,38 @@ class ExactPG:
 
     def gradient(self, theta: np.ndarray | None = None, evaluation: Evaluation | None = None) -> np.ndarray:
         """
-        Exact ``dV^pi(rho)/dtheta`` of the parameterization (NeuRD and GNPG: of their softmax logits).
+        Exact ``dV^pi(rho)/dtheta`` (NeuRD and GNPG: of their softmax logits), whatever the ``state_weighting``.
 
         :param theta: parameters (default: the current ones).
         :param evaluation: the evaluation of ``theta``, if already computed.
-        :return: ``(S, A)`` gradient.
-        """
-        theta = self.theta if theta is None else theta
-        ev = self.evaluate(theta) if evaluation is None else evaluation
-        weight = ev.d[:, None] / (1.0 - self.mdp.gamma)
-        slope = self.parameterization.logit_slope(theta)
-        return weight * ev.pi * ev.advantage * slope
+        :return: ``(S, A)`` gradient."""
+        return self._directions(theta, evaluation)[0]
 
     def update_direction(self, theta: np.ndarray | None = None, evaluation: Evaluation | None = None) -> np.ndarray:
         """
-        The direction the optimizer follows: the gradient (softmax, escort), the normalised softmax gradient (GNPG),
-        or the thresholded advantages (NeuRD).
+        The direction the optimizer follows, with the state weight of ``state_weighting``: the weighted gradient
+        (softmax, escort), its unit-norm version (GNPG), or the thresholded weighted advantages (NeuRD).
 
         :param theta: parameters (default: the current ones).
         :param evaluation: the evaluation of ``theta``, if already computed.
-        :return: ``(S, A)`` ascent direction.
-        """
+        :return: ``(S, A)`` ascent direction."""
+        return self._directions(theta, evaluation)[1]
+
+    def state_weights(self, evaluation: Evaluation | None = None) -> np.ndarray:
+        """:param evaluation: an evaluation (default: of the current parameters).
+        :return: ``(S,)`` the state weight of the update: ``d^pi_rho(s) / (1 - gamma)`` or 1."""
+        ev = self.evaluate() if evaluation is None else evaluation
+        return STATE_WEIGHTS[self.state_weighting](ev, self.mdp.gamma)
+
+    def _directions(self, theta: np.ndarray | None, evaluation: Evaluation | None) -> tuple[np.ndarray, np.ndarray]:
+        """The gradient ``dV(rho)/dtheta`` and the update direction at ``theta``."""
         theta = self.theta if theta is None else theta
         ev = self.evaluate(theta) if evaluation is None else evaluation
-        return self.parameterization.direction(theta, ev.advantage, self.gradient(theta, ev))
+        # per-state gradient of sum_a pi(a|s) Q(s, a): f(theta_s) * A(s, .)
+        state_gradient = self.parameterization.gradient_factor(theta, ev.pi) * ev.advantage
+        weight = self.state_weights(ev)[:, None]
+        direction = self.parameterization.direction(theta, weight * ev.advantage, weight * state_gradient)
+        return STATE_WEIGHTS["visitation"](ev, self.mdp.gamma)[:, None] * state_gradient, direction
 
     def learn(self, n_iterations: int, callback: Callback | None = None) -> ExactPG:
         """
@@ -221,11 +239,10 @@ class ExactPG:
         try:
             for i in range(n_iterations):
                 ev = self.evaluate()
-                grad = self.gradient(self.theta, ev)
+                grad, direction = self._directions(self.theta, ev)
                 records[i] = self._record(ev, grad)
                 self._check_escape(records[i])
-                step = self.optimizer.step(self.parameterization.direction(self.theta, ev.advantage, grad))
-                self.theta = self.parameterization.project(self.theta + step)
+                self.theta = self.parameterization.project(self.theta + self.optimizer.step(direction))
                 self.num_iterations += 1
                 done = i + 1
                 if callback is not None and callback(self) is False:

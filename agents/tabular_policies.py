@@ -1,9 +1,11 @@
 """Tabular policy parameterizations for exact policy gradient, and the optimizers of their parameter tables.
 
 A parameterization turns a ``(S, A)`` table ``theta`` into a policy ``softmax(z(theta))`` with elementwise logits ``z``
-and says how a gradient step moves it: softmax (``z = theta``), escort (``z = p * log(|theta| + eps)``), GNPG (the
-softmax gradient over its L2 norm) and NeuRD (the advantage itself, gated by the logit threshold). ``SGD`` and ``Adam``
-step the table along a direction. ``agents.exact_pg.ExactPG`` combines them with exact policy evaluation.
+and says how a gradient step moves it: softmax (``z = theta``), escort (``pi = |theta|^p / ||theta||_p^p``, computed
+exactly in float64), GNPG (the softmax gradient over its L2 norm) and NeuRD (the advantage itself, gated by the logit
+threshold). Each gives the per-state gradient ``d(sum_a pi(a|s) Q(s, a))/dtheta_s = f(theta_s) * A(s, .)`` through its
+:meth:`Parameterization.gradient_factor` ``f``; the caller weights it per state. ``SGD`` and ``Adam`` step the table
+along a direction. ``agents.exact_pg.ExactPG`` combines them with exact policy evaluation.
 """
 
 from __future__ import annotations
@@ -24,6 +26,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def relative_magnitudes(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Each row's magnitudes relative to its largest one, the scaling that keeps escort powers in range at any scale.
+
+    :param theta: ``(S, A)`` parameters.
+    :return: float64 ``|theta| / m`` (0 in a row of zeros) and ``(S, 1)`` ``m = max_a |theta_sa|``.
+    """
+    magnitude = np.abs(np.asarray(theta, dtype=np.float64))
+    row_max = magnitude.max(axis=1, keepdims=True)
+    return np.divide(magnitude, row_max, out=np.zeros_like(magnitude), where=row_max > 0), row_max
+
+
 class Parameterization:
     """How parameters ``theta`` (``(S, A)``) give a policy: logits ``z(theta)`` applied elementwise, then a softmax."""
 
@@ -32,9 +46,11 @@ class Parameterization:
         :return: ``(S, A)`` probabilities."""
         raise NotImplementedError
 
-    def logit_slope(self, theta: np.ndarray) -> np.ndarray | float:
+    def gradient_factor(self, theta: np.ndarray, pi: np.ndarray) -> np.ndarray:
         """:param theta: ``(S, A)`` parameters.
-        :return: ``dz/dtheta`` elementwise."""
+        :param pi: ``(S, A)`` their probabilities.
+        :return: ``f = pi * dz/dtheta`` elementwise: the gradient of ``sum_a pi(a|s) Q(s, a)`` in ``theta_s`` is
+            ``f_s * A(s, .)``."""
         raise NotImplementedError
 
     def from_probs(self, pi: np.ndarray) -> np.ndarray:
@@ -49,9 +65,9 @@ class Parameterization:
 
     def direction(self, theta: np.ndarray, advantage: np.ndarray, grad: np.ndarray) -> np.ndarray:
         """:param theta: ``(S, A)`` parameters.
-        :param advantage: ``(S, A)`` advantages ``Q - V`` of their policy.
-        :param grad: ``(S, A)`` exact gradient of ``V(rho)``.
-        :return: the ascent direction (by default the gradient itself)."""
+        :param advantage: ``(S, A)`` advantages ``Q - V`` of their policy, times the state weight.
+        :param grad: ``(S, A)`` the gradient, with the same state weight (``d(s) / (1 - gamma)``: that of ``V(rho)``).
+        :return: the ascent direction (by default the weighted gradient itself)."""
         return grad
 
 
@@ -63,10 +79,11 @@ class SoftmaxParameterization(Parameterization):
         :return: ``(S, A)`` probabilities."""
         return softmax(theta)
 
-    def logit_slope(self, theta: np.ndarray) -> np.ndarray | float:
+    def gradient_factor(self, theta: np.ndarray, pi: np.ndarray) -> np.ndarray:
         """:param theta: ``(S, A)`` logits.
-        :return: 1."""
-        return 1.0
+        :param pi: ``(S, A)`` their probabilities.
+        :return: ``pi`` (``dz/dtheta = 1``)."""
+        return pi
 
     def from_probs(self, pi: np.ndarray) -> np.ndarray:
         """:param pi: ``(S, A)`` strictly positive probabilities.
@@ -79,8 +96,8 @@ class GnpgParameterization(SoftmaxParameterization):
 
     def direction(self, theta: np.ndarray, advantage: np.ndarray, grad: np.ndarray) -> np.ndarray:
         """:param theta: ``(S, A)`` logits.
-        :param advantage: ``(S, A)`` advantages (unused).
-        :param grad: ``(S, A)`` exact softmax gradient.
+        :param advantage: ``(S, A)`` weighted advantages (unused).
+        :param grad: ``(S, A)`` weighted softmax gradient.
         :return: ``grad / ||grad||_2`` (0 where the gradient is 0)."""
         norm = np.linalg.norm(grad)
         return grad / norm if norm > 0 else grad
@@ -88,29 +105,38 @@ class GnpgParameterization(SoftmaxParameterization):
 
 class EscortParameterization(Parameterization):
     """
-    ``pi(a|s) = |theta_sa|^p / ||theta_s||_p^p``, computed as the softmax of ``p * log(|theta| + eps)``.
+    ``pi(a|s) = |theta_sa|^p / ||theta_s||_p^p``, computed exactly in float64.
 
-    The initial policy ``pi0`` has ``theta = pi0^(1/p)`` (unit p-norm, every entry positive).
+    Each row is divided by its largest ``|theta|`` first, so the probabilities are exact to rounding at any scale of
+    ``theta`` and scale invariant (``pi(c theta) = pi(theta)``); a row of zeros is uniform. The gradient factor is
+    ``(p / ||theta_s||_p) * sign(theta) * pi^(1 - 1/p)`` (``= p * pi / theta``), and 0 at a coordinate that is exactly 0
+    (where ``pi = 0``). The initial policy ``pi0`` has ``theta = pi0^(1/p)`` (unit p-norm, every entry positive).
 
     :param p: escort power, > 0.
     :param normalize: renormalise every ``theta_s`` to unit p-norm after each step.
-    :param eps: floor added to ``|theta|``, the rule of :func:`policies.escort_logits`.
     """
 
-    def __init__(self, p: float, normalize: bool, eps: float) -> None:
+    def __init__(self, p: float, normalize: bool) -> None:
         self.p = p
         self.normalize = normalize
-        self.eps = eps
 
     def probs(self, theta: np.ndarray) -> np.ndarray:
         """:param theta: ``(S, A)`` escort parameters.
-        :return: ``(S, A)`` probabilities."""
-        return softmax(self.p * np.log(np.abs(theta) + self.eps))
+        :return: ``(S, A)`` probabilities ``|theta|^p / ||theta||_p^p`` (uniform for a row of zeros)."""
+        scaled, _ = relative_magnitudes(theta)
+        powers = scaled**self.p
+        total = powers.sum(axis=1, keepdims=True)
+        return np.divide(powers, total, out=np.full_like(powers, 1.0 / theta.shape[1]), where=total > 0)
 
-    def logit_slope(self, theta: np.ndarray) -> np.ndarray:
+    def gradient_factor(self, theta: np.ndarray, pi: np.ndarray) -> np.ndarray:
         """:param theta: ``(S, A)`` escort parameters.
-        :return: ``p * sign(theta) / (|theta| + eps)``."""
-        return self.p * np.sign(theta) / (np.abs(theta) + self.eps)
+        :param pi: ``(S, A)`` their probabilities (unused: the factor is computed from ``theta``, exactly).
+        :return: ``(p / ||theta_s||_p) * sign(theta) * pi^(1 - 1/p)``, 0 where ``theta = 0``."""
+        scaled, row_max = relative_magnitudes(theta)
+        total = (scaled**self.p).sum(axis=1, keepdims=True)
+        # pi^(1 - 1/p) / ||theta_s||_p = (|theta| / m)^(p - 1) / (m * sum_b (|theta_b| / m)^p)
+        below = np.power(scaled, self.p - 1.0, out=np.zeros_like(scaled), where=scaled > 0)
+        return self.p * np.sign(theta) * below / np.where(total > 0, row_max * total, 1.0)
 
     def from_probs(self, pi: np.ndarray) -> np.ndarray:
         """:param pi: ``(S, A)`` probabilities.
@@ -122,7 +148,8 @@ class EscortParameterization(Parameterization):
         :return: each row divided by its p-norm when ``normalize``, else ``theta``."""
         if not self.normalize:
             return theta
-        norms = (np.abs(theta) ** self.p).sum(axis=1, keepdims=True) ** (1.0 / self.p)
+        scaled, row_max = relative_magnitudes(theta)
+        norms = row_max * (scaled**self.p).sum(axis=1, keepdims=True) ** (1.0 / self.p)
         return theta / np.where(norms > 0, norms, 1.0)
 
 
@@ -139,9 +166,9 @@ class NeurdParameterization(SoftmaxParameterization):
 
     def direction(self, theta: np.ndarray, advantage: np.ndarray, grad: np.ndarray) -> np.ndarray:
         """:param theta: ``(S, A)`` mean-centred logits.
-        :param advantage: ``(S, A)`` advantages ``Q - V``.
-        :param grad: ``(S, A)`` softmax gradient (unused: NeuRD drops the softmax Jacobian).
-        :return: the advantages, zeroed where the threshold forbids the move."""
+        :param advantage: ``(S, A)`` advantages ``Q - V``, times the state weight.
+        :param grad: ``(S, A)`` weighted softmax gradient (unused: NeuRD drops the softmax Jacobian).
+        :return: the weighted advantages, zeroed where the threshold forbids the move."""
         return neurd_threshold(theta, advantage, self.beta)
 
     def from_probs(self, pi: np.ndarray) -> np.ndarray:
@@ -210,11 +237,18 @@ class Adam:
         return self.learning_rate * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
-def make_parameterization(policy: str, p: float, normalize: bool, eps: float, beta: float) -> Parameterization:
+def make_parameterization(policy: str, p: float, normalize: bool, beta: float) -> Parameterization:
+    """
+    :param policy: ``softmax``, ``gnpg``, ``neurd`` or ``escort``.
+    :param p: escort power (escort only).
+    :param normalize: renormalise escort parameters after each step (escort only).
+    :param beta: NeuRD logit threshold (NeuRD only).
+    :return: the parameterization.
+    """
     makers: dict[str, Callable[[], Parameterization]] = {
         "softmax": SoftmaxParameterization,
         "gnpg": GnpgParameterization,
         "neurd": lambda: NeurdParameterization(beta),
-        "escort": lambda: EscortParameterization(p, normalize, eps),
+        "escort": lambda: EscortParameterization(p, normalize),
     }
     return makers[policy]()

@@ -32,6 +32,7 @@ VARIANTS = {
     "escort p=2": {"policy": "escort", "p": 2.0},
     "escort p=2 (no normalisation)": {"policy": "escort", "p": 2.0, "normalize": False},
     "neurd": {"policy": "neurd"},
+    "neurd (uniform state weighting)": {"policy": "neurd", "state_weighting": "uniform"},
     "gnpg": {"policy": "gnpg"},
 }
 

@@ -17,7 +17,20 @@ from experiments.results import write_metrics
 
 #: Hyperparameter keys the runner consumes; the others are ``ExactPG`` arguments.
 RUNNER_KEYS = ("n_timesteps", "metrics_points")
-AGENT_KEYS = ("normalize", "optimizer", "learning_rate", "init", "pi0", "beta", "eps", "escape", "escape_threshold", "rho")
+AGENT_KEYS = (
+    "normalize",
+    "optimizer",
+    "learning_rate",
+    "init",
+    "pi0",
+    "beta",
+    "escape",
+    "escape_threshold",
+    "rho",
+    "state_weighting",
+)
+#: Keys of the torch escort (its floor) that ``ExactPG`` does not take, with the reason given in the error.
+RETIRED_KEYS = {"eps": "the exact escort |theta|^p / sum_b |theta_b|^p has no floor"}
 THETA_FILE = "theta.npz"
 DEFAULT_METRICS_POINTS = 2000
 
@@ -33,7 +46,8 @@ def build_agent(config: RunConfig, hp: Mapping[str, Any]) -> ExactPG:
     unknown = sorted(set(hp) - set(RUNNER_KEYS) - set(AGENT_KEYS))
     if unknown:
         known = ", ".join(RUNNER_KEYS + AGENT_KEYS)
-        raise UsageError(f"exact does not take {', '.join(unknown)}: its hyperparameters are {known}")
+        reasons = "".join(f" ({key}: {RETIRED_KEYS[key]})" for key in unknown if key in RETIRED_KEYS)
+        raise UsageError(f"exact does not take {', '.join(unknown)}{reasons}: its hyperparameters are {known}")
     kwargs = {key: hp[key] for key in AGENT_KEYS if key in hp}
     if "learning_rate" in kwargs:
         kwargs["learning_rate"] = learning_rate_for(kwargs["learning_rate"], config.policy)

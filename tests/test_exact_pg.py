@@ -1,4 +1,5 @@
-"""ExactPG: exact gradients against finite differences, policy evaluation against Monte-Carlo rollouts, the runner."""
+"""ExactPG: exact gradients against finite differences, the exact escort, state weightings, policy evaluation against
+Monte-Carlo rollouts, the FourRooms escape threshold, the runner."""
 
 from __future__ import annotations
 
@@ -11,17 +12,18 @@ import pytest
 import torch as th
 
 import envs  # noqa: F401  (registers the envs)
-from agents.exact_mdp import is_one_step, uniform_start
-from agents.exact_pg import ExactPG
-from agents.tabular_policies import neurd_threshold
-from envs.tabular import discounted_visitation, policy_evaluation
+from agents.exact_mdp import avoiding_actions, best_value_avoiding, is_one_step, uniform_start
+from agents.exact_pg import STATE_WEIGHTINGS, ExactPG
+from agents.tabular_policies import EscortParameterization, neurd_threshold
+from envs.make import env_family
+from envs.tabular import TabularMDP, discounted_visitation, policy_evaluation, value_iteration
 from experiments.cli import main
-from experiments.config import RunConfig
+from experiments.config import RunConfig, load_yaml
 from experiments.errors import UsageError
 from experiments.exact_run import build_agent, curve_indices
+from experiments.hyperparams import load_hyperparams
 from experiments.results import read_metrics
 from experiments.run import run
-from policies import escort_logits
 
 th.set_num_threads(1)
 
@@ -73,23 +75,59 @@ def test_gradient_matches_finite_differences(mdps: dict, env_id: str, policy: st
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_escort_gradient_is_the_closed_form_and_scale_covariant(mdps: dict, env_id: str) -> None:
     p = 2.5
-    agent = ExactPG(mdps[env_id], policy="escort", p=p, init="random", seed=4, eps=1e-12)
+    agent = ExactPG(mdps[env_id], policy="escort", p=p, init="random", seed=4)
     theta = _random_theta(agent, seed=5)
     ev = agent.evaluate(theta)
     norm = (np.abs(theta) ** p).sum(axis=1, keepdims=True) ** (1 / p)
     closed_form = ev.d[:, None] / (1 - agent.mdp.gamma) * (p / norm) * np.sign(theta) * ev.pi ** (1 - 1 / p) * ev.advantage
-    np.testing.assert_allclose(agent.gradient(theta), closed_form, rtol=1e-8, atol=1e-14)
-    np.testing.assert_allclose(agent.policy(3.0 * theta), ev.pi, rtol=1e-9, atol=1e-15)
-    np.testing.assert_allclose(agent.gradient(3.0 * theta), agent.gradient(theta) / 3.0, rtol=1e-8, atol=1e-14)
-    assert np.abs(np.sum(agent.gradient(theta) * theta, axis=1)).max() < 1e-10
+    np.testing.assert_allclose(agent.gradient(theta), closed_form, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(agent.gradient(theta), ev.d[:, None] / (1 - agent.mdp.gamma) * p * ev.pi / theta * ev.advantage)
+    np.testing.assert_allclose(agent.policy(3.0 * theta), ev.pi, rtol=1e-13, atol=1e-300)
+    np.testing.assert_allclose(agent.gradient(3.0 * theta), agent.gradient(theta) / 3.0, rtol=1e-12, atol=1e-15)
+    assert np.abs(np.sum(agent.gradient(theta) * theta, axis=1)).max() < 1e-12
 
 
-def test_escort_probabilities_follow_the_shared_eps_rule(mdps: dict) -> None:
-    agent = ExactPG(mdps["FourRooms-v0"], policy="escort", p=2.0, init="random", seed=6)
+def _escort_reference(theta: np.ndarray, p: float) -> np.ndarray:
+    """The escort formula at unit scale, in extended precision."""
+    powers = np.abs(theta.astype(np.longdouble)) ** p
+    return (powers / powers.sum(axis=1, keepdims=True)).astype(np.float64)
+
+
+@pytest.mark.parametrize("p", [0.5, 1.0, 2.0, 4.0])
+def test_exact_escort_is_exact_and_scale_invariant_from_1e_minus_12_to_1e12(p: float) -> None:
+    escort = EscortParameterization(p, normalize=True)
+    rng = np.random.default_rng(13)
+    theta = rng.uniform(0.05, 1.0, size=(6, 4)) * rng.choice([-1.0, 1.0], size=(6, 4))
+    theta[1] = [1.0, 1e-3, 1e-6, -1e-9]
+    reference = _escort_reference(theta, p)
+    for scale in 10.0 ** np.arange(-12, 13, 3):
+        pi = escort.probs(scale * theta)
+        np.testing.assert_allclose(pi, reference, rtol=1e-14, atol=0.0)
+        np.testing.assert_allclose(pi.sum(axis=1), 1.0, rtol=1e-15)
+        np.testing.assert_allclose(
+            escort.gradient_factor(scale * theta, pi) * scale, escort.gradient_factor(theta, pi), rtol=1e-13
+        )
+    np.testing.assert_allclose(escort.project(1e12 * theta), escort.project(theta), rtol=1e-14)
+    np.testing.assert_allclose((np.abs(escort.project(1e-12 * theta)) ** p).sum(axis=1), 1.0, rtol=1e-14)
+
+
+@pytest.mark.parametrize("p", [0.5, 1.0, 2.0, 3.0])
+def test_escort_zero_coordinate_has_zero_probability_and_gradient(mdps: dict, p: float) -> None:
+    agent = ExactPG(mdps["FourRooms-v0"], policy="escort", p=p, init="random", seed=6)
     theta = _random_theta(agent, seed=7)
-    theta[0, 0] = 0.0
-    logits = escort_logits(th.as_tensor(theta), p=2.0, eps=agent.eps)
-    np.testing.assert_allclose(agent.policy(theta), th.softmax(logits, dim=-1).numpy(), rtol=1e-12, atol=1e-15)
+    s0 = agent.start_state
+    theta[s0, 1] = 0.0
+    theta[agent.mdp.terminal] = 0.0
+    ev = agent.evaluate(theta)
+    grad, direction = agent.gradient(theta), agent.update_direction(theta)
+    assert np.all(np.isfinite(ev.pi)) and np.all(np.isfinite(grad)) and np.all(np.isfinite(direction))
+    assert ev.pi[s0, 1] == 0.0 and grad[s0, 1] == 0.0 and direction[s0, 1] == 0.0
+    np.testing.assert_allclose(ev.pi[agent.mdp.terminal], 0.25)
+    assert np.all(grad[agent.mdp.terminal] == 0.0)
+    others = [a for a in range(4) if a != 1]
+    reference = _escort_reference(theta[s0 : s0 + 1, others], p)[0]
+    np.testing.assert_allclose(ev.pi[s0, others], reference, rtol=1e-14)
+    assert np.abs(grad[s0, others]).max() > 0
 
 
 def test_gnpg_direction_is_the_unit_softmax_gradient(mdps: dict) -> None:
@@ -102,10 +140,11 @@ def test_gnpg_direction_is_the_unit_softmax_gradient(mdps: dict) -> None:
     assert np.linalg.norm(agent.theta - theta0) == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("state_weighting", ["visitation", "uniform"])
 @pytest.mark.parametrize("env_id", ENV_IDS)
-def test_neurd_update_is_the_thresholded_advantage_formula(mdps: dict, env_id: str) -> None:
+def test_neurd_update_is_the_thresholded_weighted_advantage_formula(mdps: dict, env_id: str, state_weighting: str) -> None:
     eta, beta = 0.7, 1.0
-    agent = ExactPG(mdps[env_id], policy="neurd", learning_rate=eta, beta=beta)
+    agent = ExactPG(mdps[env_id], policy="neurd", learning_rate=eta, beta=beta, state_weighting=state_weighting)
     theta = np.random.default_rng(9).normal(scale=2.0, size=agent.theta.shape)
     theta[0, :3] = [2.5, -0.5, -2.0]
     theta -= theta.mean(axis=1, keepdims=True)
@@ -114,16 +153,135 @@ def test_neurd_update_is_the_thresholded_advantage_formula(mdps: dict, env_id: s
     assert np.any(theta > beta) and np.any(theta < -beta)
     ev = agent.evaluate()
     advantage = ev.Q - ev.V[:, None]
+    weight = ev.d / (1 - agent.mdp.gamma) if state_weighting == "visitation" else np.ones(len(ev.d))
     expected_step = np.zeros_like(theta)
     for s in range(theta.shape[0]):
         for a in range(theta.shape[1]):
             allowed = (advantage[s, a] > 0 and theta[s, a] < beta) or (advantage[s, a] < 0 and theta[s, a] > -beta)
-            expected_step[s, a] = eta * advantage[s, a] if allowed else 0.0
+            expected_step[s, a] = eta * weight[s] * advantage[s, a] if allowed else 0.0
     expected = theta + expected_step
     expected -= expected.mean(axis=1, keepdims=True)
     agent.learn(1)
     np.testing.assert_allclose(agent.theta, expected, rtol=1e-12, atol=1e-15)
     assert np.any(expected_step != 0) and np.any((expected_step == 0) & (advantage != 0))
+
+
+def _weighted_agents(mdp: TabularMDP, policy: str, **kwargs: float) -> tuple[ExactPG, ExactPG, np.ndarray]:
+    visitation, uniform = (
+        ExactPG(mdp, policy=policy, state_weighting=w, init="random", seed=14, **kwargs) for w in STATE_WEIGHTINGS
+    )
+    theta = _random_theta(visitation, seed=15)
+    visitation.theta, uniform.theta = theta.copy(), theta.copy()
+    return visitation, uniform, theta
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize(("policy", "kwargs"), [("softmax", {}), ("escort", {"p": 2.0}), ("escort", {"p": 3.0})])
+def test_uniform_weighting_divides_each_state_of_the_gradient_by_its_visitation(
+    mdps: dict, env_id: str, policy: str, kwargs: dict
+) -> None:
+    visitation, uniform, theta = _weighted_agents(mdps[env_id], policy, **kwargs)
+    assert visitation.state_weighting == "visitation" == ExactPG(mdps[env_id]).state_weighting
+    ev = visitation.evaluate()
+    weight = ev.d / (1 - visitation.mdp.gamma)
+    np.testing.assert_allclose(visitation.state_weights(ev), weight)
+    np.testing.assert_array_equal(uniform.state_weights(ev), np.ones_like(weight))
+    np.testing.assert_allclose(visitation.update_direction(), visitation.gradient(), rtol=1e-15)
+    np.testing.assert_allclose(uniform.gradient(), visitation.gradient(), rtol=1e-15)
+    seen = weight > 1e-12
+    np.testing.assert_allclose(uniform.update_direction()[seen], visitation.gradient()[seen] / weight[seen, None], rtol=1e-9)
+    per_state = uniform.parameterization.gradient_factor(theta, ev.pi) * ev.advantage
+    np.testing.assert_allclose(uniform.update_direction(), per_state, rtol=1e-15)
+    live = ~visitation.mdp.terminal
+    assert np.abs(per_state[live]).sum(axis=1).min() > 0
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_gnpg_normalises_the_gradient_of_its_state_weighting(mdps: dict, env_id: str) -> None:
+    visitation, uniform, theta = _weighted_agents(mdps[env_id], "gnpg")
+    ev = visitation.evaluate()
+    weight = ev.d / (1 - visitation.mdp.gamma)
+    uniform_gradient = ev.pi * ev.advantage
+    np.testing.assert_allclose(uniform.update_direction(), uniform_gradient / np.linalg.norm(uniform_gradient), rtol=1e-12)
+    visitation_gradient = weight[:, None] * uniform_gradient
+    np.testing.assert_allclose(
+        visitation.update_direction(), visitation_gradient / np.linalg.norm(visitation_gradient), rtol=1e-12
+    )
+    for agent in (visitation, uniform):
+        assert np.linalg.norm(agent.update_direction()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_neurd_visitation_step_is_the_uniform_step_times_the_visitation(mdps: dict, env_id: str) -> None:
+    visitation, uniform, theta = _weighted_agents(mdps[env_id], "neurd", beta=1.0)
+    ev = visitation.evaluate()
+    weight = ev.d / (1 - visitation.mdp.gamma)
+    np.testing.assert_allclose(uniform.update_direction(), neurd_threshold(theta, ev.advantage, 1.0), rtol=1e-15)
+    np.testing.assert_allclose(visitation.update_direction(), weight[:, None] * uniform.update_direction(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("policy", ["escort", "gnpg"])
+def test_uniform_weighting_does_not_depend_on_the_start_distribution(mdps: dict, policy: str) -> None:
+    runs = [
+        ExactPG(mdps["FourRooms-v0"], policy=policy, rho=rho, state_weighting="uniform").learn(20)
+        for rho in ("env", "uniform")
+    ]
+    np.testing.assert_allclose(runs[0].theta, runs[1].theta, rtol=1e-10, atol=1e-13)
+    assert not np.allclose(runs[0].history["value"], runs[1].history["value"])
+    visitation = [ExactPG(mdps["FourRooms-v0"], policy=policy, rho=rho).learn(20) for rho in ("env", "uniform")]
+    assert not np.allclose(visitation[0].theta, visitation[1].theta)
+
+
+@pytest.mark.parametrize("policy", ["softmax", "escort", "neurd", "gnpg"])
+def test_bandit_weightings_are_the_same_algorithm(mdps: dict, policy: str) -> None:
+    visitation, uniform, _ = _weighted_agents(mdps["Bandit-v0"], policy)
+    s0 = visitation.start_state
+    assert visitation.evaluate().d[s0] / (1 - visitation.mdp.gamma) == pytest.approx(1.0, rel=1e-15)
+    visitation.learn(50)
+    uniform.learn(50)
+    np.testing.assert_allclose(visitation.theta, uniform.theta, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(visitation.history["value"], uniform.history["value"], rtol=1e-12)
+
+
+def test_best_value_avoiding_keeps_out_of_traps_and_avoided_states() -> None:
+    # states: 0 start, 1 fork, 2 trap (every action enters 3), 3 goal A (avoided), 4 goal B; 2 actions
+    P, R = np.zeros((5, 2, 5)), np.zeros((5, 2))
+    P[0, 0, 3], R[0, 0], P[0, 1, 1] = 1.0, 1.0, 1.0
+    P[1, 0, 4], R[1, 0], P[1, 1, 2] = 1.0, 0.5, 1.0
+    P[2, :, 3], R[2, :] = 1.0, 2.0
+    P[3, :, 3] = P[4, :, 4] = 1.0
+    mdp = TabularMDP(P=P, R=R, terminal=[False, False, False, True, True], initial=[1.0, 0, 0, 0, 0], gamma=0.9)
+    assert value_iteration(mdp)[0][0] == pytest.approx(0.9 * 0.9 * 2.0)
+    avoid = np.array([False, False, False, True, False])
+    np.testing.assert_array_equal(
+        avoiding_actions(mdp, avoid), [[False, True], [True, False], [False, False], [False, False], [True, True]]
+    )
+    V, Q = best_value_avoiding(mdp, avoid)
+    assert V[0] == pytest.approx(0.9 * 0.5) and V[1] == pytest.approx(0.5) and V[4] == 0.0
+    assert V[2] == V[3] == -np.inf and Q[0, 0] == Q[1, 1] == -np.inf
+
+
+def test_fourrooms_escape_threshold_lies_between_the_best_other_route_and_the_optimal_one(mdps: dict) -> None:
+    mdp = mdps["FourRooms-v0"]
+    threshold = load_hyperparams("exact", "FourRooms-v0", env_family("FourRooms-v0"))["escape_threshold"]
+    agent = ExactPG(mdp, policy="softmax", escape_threshold=threshold)
+    assert agent.escape == "value"
+    s0, optimal = agent.start_state, np.eye(4)[agent.optimal_actions]
+    end = mdp.terminal & (discounted_visitation(mdp, optimal) > 0)
+    assert end.sum() == 1
+    V_other, Q_other = best_value_avoiding(mdp, end)
+    other = np.eye(4)[Q_other.argmax(axis=1)]
+    assert policy_evaluation(mdp, other)[0][s0] == pytest.approx(V_other[s0], rel=1e-9)
+    assert discounted_visitation(mdp, other)[end].sum() == 0.0
+    no_subgoal_route = value_iteration(gym.make("FourRooms-v0", subgoals=[]).unwrapped.transition_model())[0][s0]
+    fraction = V_other[s0] / agent.optimal_value
+    assert no_subgoal_route < V_other[s0] and fraction < threshold < 1.0
+    assert (threshold - fraction) / (1.0 - fraction) > 0.5
+    for pi, escapes in ((other, False), (optimal, True)):
+        near = ExactPG(mdp, policy="softmax", escape_threshold=threshold)
+        near.theta = np.log(0.999 * pi + 0.00025)
+        near.learn(1)
+        assert (near.escape_time == 0) is escapes
 
 
 def test_neurd_threshold_gates_by_sign() -> None:
@@ -135,12 +293,12 @@ def test_neurd_threshold_gates_by_sign() -> None:
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_normalised_escort_step_equals_unnormalised_step_scaled_by_norm_squared(mdps: dict, env_id: str) -> None:
     p, eta = 2.0, 0.3
-    base = ExactPG(mdps[env_id], policy="escort", p=p, normalize=False, init="random", seed=10, learning_rate=eta, eps=1e-12)
+    base = ExactPG(mdps[env_id], policy="escort", p=p, normalize=False, init="random", seed=10, learning_rate=eta)
     scales = np.random.default_rng(11).uniform(0.5, 3.0, size=(base.theta.shape[0], 1))
     theta = base.theta * scales
     norms_sq = ((np.abs(theta) ** p).sum(axis=1, keepdims=True)) ** (2 / p)
     expected = base.policy(theta + eta * norms_sq * base.gradient(theta))
-    normalised = ExactPG(mdps[env_id], policy="escort", p=p, normalize=True, learning_rate=eta, eps=1e-12)
+    normalised = ExactPG(mdps[env_id], policy="escort", p=p, normalize=True, learning_rate=eta)
     normalised.theta = theta / norms_sq**0.5
     normalised.learn(1)
     np.testing.assert_allclose(normalised.policy(), expected, rtol=1e-5, atol=1e-9)
@@ -330,6 +488,22 @@ def test_cli_takes_hyperparams_and_reports_usage_errors(tmp_path: Path, capsys: 
     assert "exact does not take momentum" in capsys.readouterr().err
     assert main([*common, "--policy", "softmax", "--env", "Bandit-v0", "--hyperparams", "pi0=2"]) == 2
     assert "pi0" in capsys.readouterr().err
+
+
+def test_cli_state_weighting_is_recorded_and_bad_values_and_eps_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    common = ["--algo", "exact", "-f", str(tmp_path), "-n", "20", "--verbose", "0", "--env", "FourRooms-v0"]
+    assert main([*common, "--policy", "neurd", "--hyperparams", "state_weighting=uniform"]) == 0
+    (config_file,) = tmp_path.glob("**/config.yml")
+    assert load_yaml(config_file.read_text())["resolved_hyperparams"]["state_weighting"] == "uniform"
+    capsys.readouterr()
+    for bad, message in (("state_weighting=reach", "state_weighting must be one of visitation, uniform"), ("eps=1e-6", "eps")):
+        assert main([*common, "--policy", "escort", "--hyperparams", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    with pytest.raises(UsageError, match=r"exact does not take eps \(eps: the exact escort"):
+        build_agent(RunConfig(algo="exact", env="Bandit-v0", policy="escort"), {"eps": 1e-6})
 
 
 def test_learning_rate_mapping_needs_the_policy() -> None:
