@@ -14,7 +14,8 @@ with ``A = Q - V``, the state weight ``w(s) = d(s) / (1 - gamma)`` and the param
 - NeuRD: no Jacobian at all, ``theta_s += eta * w(s) * A(s, .)``, gated by the logit threshold.
 
 Every update uses the weight ``state_weighting`` chooses: ``visitation`` (``w``) or ``uniform`` (1 in every state).
-The parameterizations and optimizers live in ``agents.tabular_policies``, the exact evaluation in ``agents.exact_mdp``.
+The parameterizations and optimizers live in ``agents.tabular_policies``, the exact evaluation in ``agents.exact_mdp``;
+``agents.tabular_pg.TabularPG`` adds sampled (REINFORCE) gradients.
 """
 
 from __future__ import annotations
@@ -114,20 +115,20 @@ class ExactPG:
         rho: str = "env",
         state_weighting: str = "visitation",
     ) -> None:
-        _check_choice("rho", rho, RHOS)
-        _check_choice("state_weighting", state_weighting, STATE_WEIGHTINGS)
+        check_choice("rho", rho, RHOS)
+        check_choice("state_weighting", state_weighting, STATE_WEIGHTINGS)
         model = as_mdp(env)
         self.start_state = int(model.initial.argmax())
         self.mdp = model if rho == "env" else uniform_start(model)
-        _check_choice("policy", policy, POLICIES)
-        _check_choice("optimizer", optimizer, OPTIMIZERS)
-        _check_choice("init", init, INITS)
-        _check_choice("escape", escape, ESCAPES)
+        check_choice("policy", policy, POLICIES)
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        check_choice("init", init, INITS)
+        check_choice("escape", escape, ESCAPES)
         for name, value in (("p", p), ("learning_rate", learning_rate)):
-            _check_positive(name, value)
-        _check_positive("beta", beta, allow_inf=True)
-        _check_open_unit("pi0", pi0)
-        _check_open_unit("escape_threshold", escape_threshold, closed_right=True)
+            check_positive(name, value)
+        check_positive("beta", beta, allow_inf=True)
+        check_open_unit("pi0", pi0)
+        check_open_unit("escape_threshold", escape_threshold, closed_right=True)
         if not isinstance(normalize, bool):
             raise ValueError(f"normalize must be true or false, got {normalize!r}")
         if isinstance(seed, bool) or not isinstance(seed, Integral):
@@ -280,19 +281,22 @@ def _resolve_escape(escape: str, mdp: TabularMDP) -> str:
     return "action" if int((~mdp.terminal).sum()) == 1 else "value"
 
 
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """:raises ValueError: unless ``value`` is one of ``choices`` (named ``name`` in the message)."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def _check_positive(name: str, value: Any, allow_inf: bool = False) -> None:
+def check_positive(name: str, value: Any, allow_inf: bool = False) -> None:
+    """:raises ValueError: unless ``value`` is a number > 0 (finite unless ``allow_inf``)."""
     if isinstance(value, bool) or not isinstance(value, Real) or np.isnan(value) or value <= 0:
         raise ValueError(f"{name} must be a {'' if allow_inf else 'finite '}number > 0, got {value!r}")
     if not allow_inf and np.isinf(value):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
-def _check_open_unit(name: str, value: Any, closed_right: bool = False) -> None:
+def check_open_unit(name: str, value: Any, closed_right: bool = False) -> None:
+    """:raises ValueError: unless ``value`` is in ``(0, 1)`` (``(0, 1]`` with ``closed_right``)."""
     if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
         raise ValueError(f"{name} must be a number in (0, 1{']' if closed_right else ')'}, got {value!r}")
     if not (0.0 < value < 1.0 or (closed_right and value == 1.0)):

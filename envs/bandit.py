@@ -119,6 +119,26 @@ class BanditEnv(gym.Env[np.ndarray, np.int64]):
         self._last = (arm, reward)
         return self._observation(), reward, True, False, {"state": TERMINAL}
 
+    def sample_rewards(self, actions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """
+        The rewards of many pulls at once, with the law of :meth:`step`: ``rewards[a] + noise * N(0, 1)`` each.
+
+        It leaves the env's state and ``self.np_random`` alone: the noise comes from ``rng``.
+
+        :param actions: arm indices, any shape.
+        :param rng: the generator of the noise.
+        :return: float64 rewards, the shape of ``actions``.
+        """
+        arms = np.asarray(actions, dtype=np.int64)
+        if arms.size and (arms.min() < 0 or arms.max() >= self.n_arms):
+            raise ValueError(
+                f"actions must be arm indices in [0, {self.n_arms}), got values from {arms.min()} to {arms.max()}"
+            )
+        rewards = np.asarray(self.rewards)[arms]
+        if self.noise:
+            rewards = rewards + self.noise * rng.standard_normal(arms.shape)
+        return rewards
+
     def _observation(self) -> np.ndarray:
         return np.full(1, self._state, dtype=np.float32)
 
@@ -156,7 +176,6 @@ class BanditEnv(gym.Env[np.ndarray, np.int64]):
         arms = " ".join(f"[{i}: {r:g}]" for i, r in enumerate(self.rewards))
         last = "no pull yet" if self._last is None else f"pulled {self._last[0]}, reward {self._last[1]:g}"
         return f"{arms}  {last}\n"
-
 
     def _render_rgb(self, height: int = 32, width: int = 8) -> np.ndarray:
         image = np.full((height, width * len(self.rewards), 3), 235, dtype=np.uint8)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from experiments.config import RunConfig, parse_key_values
+from experiments.config import TABULAR_ALGOS, RunConfig, parse_key_values
 from experiments.errors import UsageError
 from experiments.study import StudyOptions
 
@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     """:return: the parser; its help text is the documentation of the fields of ``RunConfig`` and ``StudyOptions``"""
     parser = _Parser(
         prog="train.py",
-        description="Train softmax, escort and NeuRD policies with PPO, A2C, QAC or exact policy gradient.",
+        description="Train softmax, escort and NeuRD policies with PPO, A2C, QAC or tabular (exact or sampled) policy "
+        "gradient.",
         epilog="Saved runs and studies: 'train.py --eval RUN_FOLDER [--video]' evaluates a run folder and records an "
         "episode (see train.py --eval --help); 'train.py report STUDY_FOLDER' rewrites a study's table and report.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -63,7 +64,7 @@ def _add_fields(parser: Any, cls: type) -> None:
 
 
 def _field_type(f: dataclasses.Field) -> type:
-    return {"int": int, "int | None": int, "float": float, "str": str, "str | None": str}[str(f.type)]
+    return {"int": int, "int | None": int, "float": float, "float | None": float, "str": str, "str | None": str}[str(f.type)]
 
 
 def parse_command(argv: Sequence[str]) -> tuple[list[RunConfig], StudyOptions]:
@@ -144,20 +145,26 @@ def format_summary(config: RunConfig, summary: dict[str, Any]) -> str:
     if "final_return" in summary:
         lines.append(f"final evaluation return: {summary['final_return']:.3f} +- {summary.get('final_return_std', 0.0):.3f}")
     if "fraction_of_optimal" in summary:
-        who = "policy" if config.algo == "exact" else "greedy policy"
+        who = "policy" if config.algo in TABULAR_ALGOS else "greedy policy"
         lines.append(f"{who} reaches {100 * summary['fraction_of_optimal']:.1f}% of V* (start state)")
+    if "initial_pi_star_median" in summary:
+        lines.append(
+            f"adversarial start: pi(a*|s) median {summary['initial_pi_star_median']:.4g} (min "
+            f"{summary['initial_pi_star_min']:.4g}, max {summary['initial_pi_star_max']:.4g}) over the non-terminal "
+            f"states, fitted in {summary['initial_fit_steps']} steps ({summary['initial_fit_time']:.2f} s)"
+        )
     if summary.get("subgoals_collected") is not None:
         lines.append(f"sub-goals collected by the greedy policy: {summary['subgoals_collected'] or 'none'}")
     if summary.get("escape_time") is not None:
         lines.append(f"escape time: {summary['escape_time']} iterations")
-    elif config.algo == "exact":
+    elif config.algo in TABULAR_ALGOS:
         lines.append(f"did not escape within {summary.get('iterations', 'the')} iterations")
     if "test_accuracy" in summary:
         lines.append(f"test accuracy: {100 * summary['test_accuracy']:.2f}%")
     if "normalized_score" in summary:
         lines.append(
             f"normalized score: {summary['normalized_score']:.3f} (0: random {summary['reference_random']:.4g}, "
-            f"1: target {summary['reference_target']:.4g}; experiments/reference_scores.yml)"
+            f"1: target {summary['reference_target']:.4g})"
         )
     return "\n".join(lines)
 

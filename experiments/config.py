@@ -11,12 +11,22 @@ import yaml
 
 from experiments.errors import UsageError
 
+DEFAULT_PI0 = 0.01
+"""``pi(a*|s)`` of the adversarial start when ``--pi0`` is not given (the ``pi0`` of ``hyperparams/exact.yml``)."""
+
+
+#: Algorithms on a tabular model (exact or sampled policy gradient): scores are the exact values of their policy.
+TABULAR_ALGOS = ("exact", "tabular")
+
 
 @dataclass
 class RunConfig:
     """One training run: an algorithm, a policy parameterization, an environment and a seed."""
 
-    algo: str = field(default="ppo", metadata={"help": "learning algorithm: ppo, a2c, qac, exact or supervised"})
+    algo: str = field(
+        default="ppo",
+        metadata={"help": "learning algorithm: ppo, a2c, qac, exact, tabular (exact or sampled gradients) or supervised"},
+    )
     env: str = field(
         default="FourRooms-v0",
         metadata={"help": "Gymnasium environment id (FourRooms-v0, CartPole-v1, ALE/Pong-v5, MiniGrid-DoorKey-5x5-v0, ...)"},
@@ -26,11 +36,30 @@ class RunConfig:
         metadata={"help": "policy parameterization: softmax, escort (and neurd, gnpg where the algorithm has them)"},
     )
     p: float = field(default=2.0, metadata={"help": "escort power p > 0 in pi(a) = |theta_a|^p / sum_b |theta_b|^p"})
+    init: str | None = field(
+        default=None,
+        metadata={
+            "help": "initial policy: uniform (the near-uniform start of the network's init) or adversarial (in every state "
+            "pi0 on the best action a* = argmax Q*, pi0^2 on each other action but one, the rest on the best sub-optimal "
+            "action: agents.ExactPG's adversarial start; ppo, a2c and qac fit the actor to it before training, the critic "
+            "untouched, on envs with a transition model such as FourRooms-v0 and Bandit-v0; summary.json reports the "
+            "pi(a*|s) reached). exact and tabular also take random. Default: uniform; for exact and tabular, the init of "
+            "their hyperparameter file, which --init overrides"
+        },
+    )
+    pi0: float | None = field(
+        default=None,
+        metadata={
+            "help": f"pi(a*|s) of the adversarial start, in (0, 0.3]; only with --init adversarial (an error otherwise). "
+            f"Default: {DEFAULT_PI0:g}; for exact and tabular, the pi0 of their hyperparameter file, which --pi0 overrides"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "random seed of the run (environments, network initialisation, sampling)"})
     n_timesteps: int | None = field(
         default=None,
         metadata={
-            "help": "environment steps (iterations for exact, epochs for supervised); default: from the hyperparameter file"
+            "help": "environment steps (iterations for exact and tabular, epochs for supervised); default: from the "
+            "hyperparameter file"
         },
     )
     n_envs: int | None = field(
@@ -86,11 +115,23 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @property
+    def start_pi0(self) -> float:
+        """``pi0`` of the adversarial start of ppo, a2c and qac: ``--pi0``, or ``DEFAULT_PI0``."""
+        return DEFAULT_PI0 if self.pi0 is None else self.pi0
+
+    def start_overrides(self) -> dict[str, Any]:
+        """:return: ``init`` and ``pi0`` where given: for ``exact`` and ``tabular`` they override the hyperparameter
+        file's"""
+        return {name: value for name, value in (("init", self.init), ("pi0", self.pi0)) if value is not None}
+
+    @property
     def run_name(self) -> str:
-        """The run folder's name: environment, policy (with p for escort) and seed, safe for file systems."""
+        """The run folder's name: environment, policy (with p for escort), the start when ``--init`` is given and not
+        uniform (``adversarial``, with ``--pi0`` where given: ``adversarial-0.001``) and seed, safe for file systems."""
         env = self.env.replace("/", "-").replace(":", "-")
         policy = f"{self.policy}-p{self.p:g}" if self.policy == "escort" else self.policy
-        return f"{env}_{policy}_s{self.seed}"
+        start = "" if self.init in (None, "uniform") else f"_{self.init}" + ("" if self.pi0 is None else f"-{self.pi0:g}")
+        return f"{env}_{policy}{start}_s{self.seed}"
 
 
 class _Loader(yaml.SafeLoader):

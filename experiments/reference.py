@@ -56,7 +56,7 @@ SCORE_METRICS = ("final_value", "greedy_value", "test_accuracy", "final_return",
 MODEL_METRICS = ("final_value", "greedy_value")
 #: Algorithms whose every score belongs to one policy: exact evaluates V^pi of the current (stochastic) policy, and
 #: supervised scores the argmax prediction.
-ALGO_POLICIES = {"exact": STOCHASTIC, "supervised": GREEDY}
+ALGO_POLICIES = {"exact": STOCHASTIC, "tabular": STOCHASTIC, "supervised": GREEDY}
 #: SB3 metrics computed exactly from the greedy policy (``experiments.tabular_eval.greedy_report``).
 GREEDY_METRICS = ("greedy_value", "fraction_of_optimal", "optimal_value")
 #: Families whose SB3 evaluations sample actions by default (rl-zoo3 evaluates them stochastically).

@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 
 from envs.make import UnknownEnvError, ensure_registered, env_family
-from experiments.config import RunConfig
+from experiments.config import TABULAR_ALGOS, RunConfig
 from experiments.errors import UsageError
 from experiments.hyperparams import HYPERPARAMS_DIR, hyperparams_path, load_hyperparams
 from experiments.reference import reference_metrics
@@ -60,7 +60,20 @@ ALGOS: dict[str, AlgoSpec] = {
     "a2c": AlgoSpec(_sb3_runner, ("softmax", "escort")),
     "qac": AlgoSpec(_sb3_runner, ("softmax", "escort", "neurd")),
     "exact": AlgoSpec(_exact_runner, ("softmax", "escort", "neurd", "gnpg")),
+    "tabular": AlgoSpec(_exact_runner, ("softmax", "escort", "neurd", "gnpg")),
     "supervised": AlgoSpec(_supervised_runner, ("softmax", "escort")),
+}
+
+
+#: The initial policies (``--init``) of each algorithm (others: uniform only): an adversarial start needs a transition
+#: model; the tabular algorithms also have ``agents.ExactPG``'s random one.
+INITS: dict[str, tuple[str, ...]] = {
+    "ppo": ("uniform", "adversarial"),
+    "a2c": ("uniform", "adversarial"),
+    "qac": ("uniform", "adversarial"),
+    "exact": ("uniform", "random", "adversarial"),
+    "tabular": ("uniform", "random", "adversarial"),
+    "supervised": ("uniform",),
 }
 
 
@@ -89,6 +102,7 @@ def validate(config: RunConfig) -> gym.Env:
         raise UsageError(f"--seed must be >= 0 (got {config.seed}): env seeds are derived from it by SeedSequence")
     if config.num_threads == 0 or config.num_threads < -1:
         raise UsageError(f"--num-threads must be >= 1, or -1 for torch's default (got {config.num_threads})")
+    check_init_flags(config)
     check_writable(Path(config.log_folder))
     try:
         ensure_registered(config.env)
@@ -105,7 +119,54 @@ def validate(config: RunConfig) -> gym.Env:
             "Discrete one: "
             "choose an env with discrete actions"
         )
+    if config.init == "adversarial":
+        try:
+            check_adversarial_env(config, env)
+        except UsageError:
+            env.close()
+            raise
     return env
+
+
+def check_init_flags(config: RunConfig) -> None:
+    """``--init`` must be one the algorithm has; ``--pi0`` goes with an adversarial start, in ``(0, 0.3]``.
+
+    :param config: the run
+    """
+    inits = INITS.get(config.algo, ("uniform",))
+    if config.init is not None and config.init not in inits:
+        raise UsageError(f"--init {config.init} does not work with --algo {config.algo}: choose one of {', '.join(inits)}")
+    if config.pi0 is None:
+        return
+    # the tabular algorithms start adversarially by default (their hyperparameter files), the others uniformly
+    adversarial = config.init == "adversarial" or (config.init is None and config.algo in TABULAR_ALGOS)
+    if not adversarial:
+        raise UsageError(f"--pi0 sets the adversarial start: add --init adversarial, or leave out --pi0 {config.pi0:g}")
+    from agents.initial_policy import PI0_MAX
+
+    if not (math.isfinite(config.pi0) and 0.0 < config.pi0 <= PI0_MAX):
+        raise UsageError(f"--pi0 must be in (0, {PI0_MAX:g}] (got {config.pi0:g}); 0.01 is usual")
+
+
+def check_adversarial_env(config: RunConfig, env: gym.Env) -> None:
+    """The adversarial start needs the env's transition model and one observation per model state, and ``pi0``
+    below the mass it leaves to the sub-optimal action.
+
+    :param config: the run, with ``--init adversarial``
+    :param env: its env
+    """
+    base = env.unwrapped
+    if not (callable(getattr(base, "transition_model", None)) and callable(getattr(base, "observations", None))):
+        raise UsageError(
+            f"--init adversarial needs an env with a transition model (such as FourRooms-v0 or Bandit-v0); {config.env} "
+            "has none"
+        )
+    from agents.initial_policy import check_pi0
+
+    try:
+        check_pi0(config.start_pi0, int(env.action_space.n))
+    except ValueError as err:
+        raise UsageError(f"--init adversarial on {config.env}: {err}") from None
 
 
 def check_writable(folder: Path) -> None:
@@ -127,12 +188,15 @@ def check_writable(folder: Path) -> None:
 
 def resolve(config: RunConfig) -> dict[str, Any]:
     """:param config: the run
-    :return: its hyperparameters, with ``n_timesteps``/``n_envs`` from the command line where given"""
+    :return: its hyperparameters, with ``n_timesteps``/``n_envs`` (and, for the tabular algorithms, ``init``/``pi0``)
+        from the command line where given"""
     hp = load_hyperparams(config.algo, config.env, env_family(config.env), config.hyperparams)
     if config.n_timesteps is not None:
         hp["n_timesteps"] = config.n_timesteps
     if config.n_envs is not None:
         hp["n_envs"] = config.n_envs
+    if config.algo in TABULAR_ALGOS:
+        hp.update(config.start_overrides())  # --init/--pi0 win over the hyperparameter file
     if "n_timesteps" not in hp:
         raise UsageError(f"no n_timesteps for {config.env} in hyperparams/{config.algo}.yml: pass -n N")
     hp["n_timesteps"] = int(hp["n_timesteps"])

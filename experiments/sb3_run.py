@@ -210,8 +210,11 @@ def run_sb3(config: RunConfig, hp: dict[str, Any], run_dir: Path) -> dict[str, A
     """
     train_env, eval_env = make_envs(config, hp, run_dir)
     resume_from = resume_point(config)
+    initial: dict[str, float] = {}
     if resume_from is None:
         model = build_model(config, hp, train_env, tensorboard_log=str(run_dir / "tb"))
+        if config.init == "adversarial":
+            initial = _adversarial_start(model, config, train_env)
     else:
         algo_class = SB3_ALGOS[config.algo].load_class()
         model, train_env = resume_from.restore(algo_class, train_env, config.device, str(run_dir / "tb"))
@@ -254,6 +257,7 @@ def run_sb3(config: RunConfig, hp: dict[str, Any], run_dir: Path) -> dict[str, A
         "timesteps": int(model.num_timesteps),
         "wall_time": wall,
         "fps": (model.num_timesteps - first_step) / max(wall, 1e-9),
+        **initial,
     }
     rows = _eval_rows(run_dir)
     if interrupted:
@@ -272,6 +276,24 @@ def run_sb3(config: RunConfig, hp: dict[str, Any], run_dir: Path) -> dict[str, A
     if not interrupted:
         discard(config)
     return summary
+
+
+def _adversarial_start(model: BaseAlgorithm, config: RunConfig, train_env: VecEnv) -> dict[str, float]:
+    """Fit the untrained actor to the adversarial start of the run's env (``agents.initial_policy``).
+
+    :param model: the untrained model
+    :param config: the run (env, env kwargs, pi0)
+    :param train_env: its training env (for observation normalisation)
+    :return: the fit's summary: ``initial_pi_star_median/min/max``, ``initial_fit_steps``, ``initial_fit_time``, ..."""
+    from agents.initial_policy import adversarial_start
+
+    env = gym.make(config.env, **config.env_kwargs)
+    try:
+        return adversarial_start(model, env, config.start_pi0, train_env).summary()
+    except ValueError as err:
+        raise UsageError(f"--init adversarial on {config.env}: {err}") from None
+    finally:
+        env.close()
 
 
 def _eval_rows(run_dir: Path) -> list[tuple[int, str, float]]:

@@ -1,0 +1,261 @@
+"""On-policy episodes of a tabular env, sampled in batches from the env's own dynamics (not from its model).
+
+A sampler rolls out ``N`` episodes of a table policy ``pi`` (``(S, A)``) side by side and returns them as
+:class:`Episodes`, arrays indexed ``[t, i]`` (step, episode) in the states of the env's ``transition_model()``:
+
+- ``Bandit-v0``: one pull per episode, rewards from :meth:`envs.BanditEnv.sample_rewards` (the env's noise);
+- ``FourRooms-v0``: :class:`envs.four_rooms_vec.FourRoomsBatch` built with the env's arguments (slip included);
+- any other env with a transition model and ``info["state"]``: ``N`` copies in a Gymnasium ``SyncVectorEnv``.
+
+Episodes start in the env's start state, or in states drawn from a given start distribution where the batch can be put
+in any state (Bandit, FourRooms). They end on termination or after ``horizon`` steps: the env's time limit
+(``env.spec.max_episode_steps``), else the number of steps after which ``gamma^t < 1e-10``. All randomness (actions,
+start states, slips, reward noise) comes from the one generator the sampler is given.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import scipy.signal
+
+from envs.bandit import BanditEnv
+from envs.four_rooms import FourRoomsEnv
+from envs.four_rooms_vec import FourRoomsBatch
+from envs.tabular import TabularMDP
+
+#: Without a time limit, episodes stop once ``gamma^t`` falls below this.
+DISCOUNT_TOLERANCE = 1e-10
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """
+    ``N`` episodes of at most ``T`` steps, side by side; entries after an episode's end are padding.
+
+    :param states: ``(T + 1, N)`` int64, the state at step ``t`` (row ``T``: the state after the last step).
+    :param actions: ``(T, N)`` int64 actions.
+    :param rewards: ``(T, N)`` float64 rewards, 0 after the end.
+    :param alive: ``(T, N)`` bool, whether episode ``i`` was still running at step ``t`` (``s_t`` not terminal).
+    """
+
+    states: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    alive: np.ndarray
+
+    @property
+    def n_episodes(self) -> int:
+        """``N``."""
+        return self.actions.shape[1]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """``(N,)`` the number of steps of each episode."""
+        return self.alive.sum(axis=0)
+
+    def returns_to_go(self, gamma: float) -> np.ndarray:
+        """:param gamma: discount.
+        :return: ``(T, N)`` ``G_t = sum_{k >= t} gamma^(k - t) r_k`` (to the episode's end)."""
+        if self.rewards.shape[0] == 1:
+            return self.rewards.copy()
+        return scipy.signal.lfilter([1.0], [1.0, -gamma], self.rewards[::-1], axis=0)[::-1]
+
+
+class Sampler(Protocol):
+    """Rolls out episodes of a table policy."""
+
+    def sample(self, pi: np.ndarray, n: int) -> Episodes:
+        """:param pi: ``(S, A)`` action probabilities.
+        :param n: number of episodes, >= 1.
+        :return: the episodes."""
+        ...
+
+
+def action_cdf(pi: np.ndarray) -> np.ndarray:
+    """:param pi: ``(S, A)`` probabilities.
+    :return: ``(S, A)`` row-wise cumulative sums, the last column exactly 1 (a zero-probability action is never drawn)."""
+    cdf = np.cumsum(pi, axis=1)
+    total = cdf[:, -1:]
+    return np.divide(cdf, total, out=np.tile(np.arange(1, pi.shape[1] + 1) / pi.shape[1], (len(pi), 1)), where=total > 0)
+
+
+def draw(cdf: np.ndarray, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """:param cdf: ``(S, A)`` from :func:`action_cdf`.
+    :param states: ``(N,)`` states.
+    :param rng: generator.
+    :return: ``(N,)`` one action per state, drawn by inversion."""
+    return (cdf[states] <= rng.random(len(states))[:, None]).sum(axis=1)
+
+
+def time_limit(env: Any, gamma: float) -> int:
+    """:param env: an env.
+    :param gamma: its model's discount.
+    :return: ``env.spec.max_episode_steps``, else the first ``t`` with ``gamma^t < DISCOUNT_TOLERANCE``."""
+    spec = getattr(env, "spec", None)
+    if spec is not None and spec.max_episode_steps is not None:
+        return int(spec.max_episode_steps)
+    return 1 if gamma == 0 else max(1, math.ceil(math.log(DISCOUNT_TOLERANCE) / math.log(gamma)))
+
+
+class BanditSampler:
+    """
+    One pull per episode from the decision state, with :meth:`envs.BanditEnv.sample_rewards`.
+
+    :param env: a (wrapped) :class:`envs.BanditEnv`.
+    :param mdp: its model (the start distribution is its only non-terminal state whatever ``start`` says).
+    :param start: unused.
+    :param rng: generator of the actions and the reward noise.
+    """
+
+    def __init__(self, env: Any, mdp: TabularMDP, start: np.ndarray | None, rng: np.random.Generator) -> None:
+        self.bandit: BanditEnv = env.unwrapped
+        self.rng = rng
+
+    def sample(self, pi: np.ndarray, n: int) -> Episodes:
+        """:param pi: ``(2, A)`` action probabilities (row 0: the decision state).
+        :param n: number of episodes.
+        :return: ``n`` one-step episodes."""
+        decision = np.zeros(n, dtype=np.int64)
+        actions = draw(action_cdf(pi[:1]), decision, self.rng)
+        rewards = self.bandit.sample_rewards(actions, self.rng)
+        states = np.stack([decision, np.ones(n, dtype=np.int64)])
+        return Episodes(states, actions[None], rewards[None], np.ones((1, n), dtype=bool))
+
+
+Step = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def rollout(start: np.ndarray, step: Step, pi: np.ndarray, horizon: int, rng: np.random.Generator) -> Episodes:
+    """
+    Run episodes side by side until all have ended or ``horizon`` steps have passed.
+
+    :param start: ``(N,)`` start states.
+    :param step: moves every copy by its action: ``(actions) -> (next states, rewards, terminated)``.
+    :param pi: ``(S, A)`` action probabilities.
+    :param horizon: the most steps.
+    :param rng: generator of the actions.
+    :return: the episodes.
+    """
+    cdf = action_cdf(pi)
+    states, actions, rewards, alive = [start], [], [], []
+    running = np.ones(len(start), dtype=bool)
+    for _ in range(horizon):
+        a = draw(cdf, states[-1], rng)
+        next_states, r, terminated = step(a)
+        actions.append(a)
+        rewards.append(np.where(running, r, 0.0))
+        alive.append(running)
+        states.append(next_states)
+        running = running & ~terminated
+        if not running.any():
+            break
+    return Episodes(np.stack(states), np.stack(actions), np.stack(rewards), np.stack(alive))
+
+
+class FourRoomsSampler:
+    """
+    FourRooms episodes stepped together by :class:`envs.four_rooms_vec.FourRoomsBatch`, made with the env's arguments
+    (and checked against the env's model). Copies that have reached the goal keep moving; their steps are padding.
+
+    :param env: a (wrapped) :class:`envs.FourRoomsEnv`.
+    :param mdp: its model.
+    :param start: start distribution over the model's states, or None for the env's start state.
+    :param rng: generator of the actions, start states and slips.
+    """
+
+    def __init__(self, env: Any, mdp: TabularMDP, start: np.ndarray | None, rng: np.random.Generator) -> None:
+        base: FourRoomsEnv = env.unwrapped
+        subgoals = [[row, col, reward] for row, col, reward in base.subgoals]
+        self.kwargs = dict(start=base.start, goal=base.goal, goal_reward=base.goal_reward, subgoals=subgoals, slip=base.slip)
+        self.kwargs["gamma"] = base.gamma
+        model = FourRoomsBatch(1, None, **self.kwargs).env.transition_model()
+        if not (np.array_equal(model.P, mdp.P) and np.array_equal(model.R, mdp.R)):
+            raise ValueError("the batched FourRooms made from the env's arguments does not match its transition model")
+        self.start = None if start is None else action_cdf(np.asarray(start, dtype=np.float64)[None])[0]
+        self.horizon = time_limit(env, mdp.gamma)
+        self.rng = rng
+        self._batches: dict[int, FourRoomsBatch] = {}
+
+    def _batch(self, n: int) -> FourRoomsBatch:
+        if n not in self._batches:
+            self._batches[n] = FourRoomsBatch(n, None, **self.kwargs)
+            self._batches[n].np_random = self.rng
+        return self._batches[n]
+
+    def sample(self, pi: np.ndarray, n: int) -> Episodes:
+        """:param pi: ``(S, A)`` action probabilities.
+        :param n: number of episodes.
+        :return: the episodes."""
+        batch = self._batch(n)
+        batch.reset()
+        if self.start is not None:
+            batch.states = np.searchsorted(self.start, self.rng.random(n), side="right")
+
+        def step(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rewards, terminated, _ = batch.step(actions)
+            return batch.states, rewards, terminated
+
+        return rollout(batch.states.copy(), step, pi, self.horizon, self.rng)
+
+
+class GymVectorSampler:
+    """
+    Any env with a transition model and ``info["state"]``: ``N`` copies (``gym.make(env.spec)``, or copies of the env
+    when it has no spec) in a ``SyncVectorEnv``, reset with seeds from the generator. Slow (one Python step per copy),
+    and only the env's own start distribution.
+
+    :param env: the env.
+    :param mdp: its model.
+    :param start: must be None, or equal to the model's start distribution.
+    :param rng: generator of the actions and the copies' seeds.
+    """
+
+    def __init__(self, env: Any, mdp: TabularMDP, start: np.ndarray | None, rng: np.random.Generator) -> None:
+        if start is not None and not np.allclose(start, mdp.initial):
+            name = getattr(getattr(env, "spec", None), "id", None) or type(env.unwrapped).__name__
+            raise ValueError(f"sampled gradients on {name} start where the env starts: use rho='env'")
+        spec = getattr(env, "spec", None)
+        self.make: Callable[[], gym.Env] = (lambda: gym.make(spec)) if spec is not None else (lambda: copy.deepcopy(env))
+        self.horizon = time_limit(env, mdp.gamma)
+        self.rng = rng
+        self._vectors: dict[int, gym.vector.SyncVectorEnv] = {}
+
+    def sample(self, pi: np.ndarray, n: int) -> Episodes:
+        """:param pi: ``(S, A)`` action probabilities.
+        :param n: number of episodes.
+        :return: the episodes."""
+        if n not in self._vectors:
+            self._vectors[n] = gym.vector.SyncVectorEnv([self.make for _ in range(n)])
+        vector = self._vectors[n]
+        _, info = vector.reset(seed=[int(s) for s in self.rng.integers(2**31, size=n)])
+
+        def step(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            _, rewards, terminated, truncated, info = vector.step(actions)
+            return np.asarray(info["state"], dtype=np.int64), np.asarray(rewards, dtype=np.float64), terminated | truncated
+
+        return rollout(np.asarray(info["state"], dtype=np.int64), step, pi, self.horizon, self.rng)
+
+
+SamplerType = Callable[[Any, TabularMDP, "np.ndarray | None", np.random.Generator], Sampler]
+#: The batched sampler of each env class; any other env gets :class:`GymVectorSampler`.
+SAMPLERS: dict[type, SamplerType] = {BanditEnv: BanditSampler, FourRoomsEnv: FourRoomsSampler}
+
+
+def make_sampler(env: Any, mdp: TabularMDP, start: np.ndarray | None, rng: np.random.Generator) -> Sampler:
+    """
+    :param env: a tabular env (not a bare model: episodes come from the env's dynamics).
+    :param mdp: its model.
+    :param start: start distribution over the model's states, or None for the env's own.
+    :param rng: the generator of every random draw.
+    :return: the env's sampler.
+    """
+    if isinstance(env, TabularMDP):
+        raise ValueError("sampled gradients need an env to roll out episodes in, not a bare TabularMDP")
+    return SAMPLERS.get(type(env.unwrapped), GymVectorSampler)(env, mdp, start, rng)
