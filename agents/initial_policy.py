@@ -269,10 +269,40 @@ def _solve_head(policy: ActorCriticPolicy, obs: th.Tensor, goal: th.Tensor) -> N
     head = policy.action_net
     with th.no_grad():
         latent = policy.mlp_extractor.forward_actor(policy.extract_features(obs, policy.pi_features_extractor))
-        design = th.cat([latent, th.ones_like(latent[:, :1])], dim=1).double()
-        solution = th.linalg.lstsq(design.cpu(), goal.double().cpu()).solution.to(head.weight)
+        design = th.cat([latent, th.ones_like(latent[:, :1])], dim=1).double().cpu()
+        solution = least_squares(design, goal.double().cpu()).to(head.weight)
         head.weight.copy_(solution[:-1].T)
         head.bias.copy_(solution[-1])
+
+
+def least_squares(design: th.Tensor, goal: th.Tensor, ridge: float = 1e-10) -> th.Tensor:
+    """
+    The least-squares solution of ``design @ x = goal`` (float64), checked against the normal equations.
+
+    First by the normal equations with a tiny ridge (``ridge`` times the mean diagonal of ``design^T design``, so that
+    rank-deficient designs, e.g. a single state, get the minimum-norm-like solution), then, if that answer fails the
+    check, by LAPACK's ``lstsq``: an answer that fails the check (an all-zero one was seen once in a long test process)
+    is never used.
+
+    :param design: ``(n, k)``
+    :param goal: ``(n, m)``
+    :param ridge: relative ridge of the normal equations
+    :return: ``(k, m)``
+    :raises StartFitError: if no answer passes the check
+    """
+    gram = design.T @ design
+    rhs = design.T @ goal
+    damping = ridge * max(float(gram.diagonal().mean()), 1e-300)
+    tolerance = 1e-6 * max(float(gram.abs().max()), 1.0) * max(float(goal.abs().max()), 1.0)
+    solvers = (
+        lambda: th.linalg.solve(gram + damping * th.eye(len(gram), dtype=gram.dtype), rhs),
+        lambda: th.linalg.lstsq(design, goal).solution,
+    )
+    for solve in solvers:
+        solution = solve()
+        if bool(th.isfinite(solution).all()) and float((gram @ solution - rhs).abs().max()) <= tolerance:
+            return solution
+    raise StartFitError("the least-squares fit of the action head failed: no solver passed the normal-equation check")
 
 
 def adversarial_start(model: BaseAlgorithm, env: gym.Env, pi0: float, vec_env: VecEnv | None = None) -> FitReport:

@@ -19,6 +19,7 @@ from agents.initial_policy import (
     adversarial_target,
     check_pi0,
     fit_actor,
+    least_squares,
 )
 from experiments.cli import main
 from experiments.config import RunConfig
@@ -244,3 +245,16 @@ def test_an_actor_that_cannot_reach_the_start_fails_the_run_in_one_line(tmp_path
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "did not reach its start policy" in err
     assert not logs.exists()
+
+
+@pytest.mark.parametrize("n_rows", [1, 3, 416])
+def test_least_squares_fits_full_rank_and_rank_deficient_designs(n_rows):
+    gen = th.Generator().manual_seed(n_rows)
+    design = th.cat([th.tanh(th.randn(n_rows, 64, generator=gen)), th.ones(n_rows, 1)], dim=1).double()
+    goal = th.randn(n_rows, 4, generator=gen).double()
+    solution = least_squares(design, goal)
+    reference = th.linalg.lstsq(design, goal, driver="gelsd").solution
+    # the fitted values are the projection of the goal on the design's columns (exact when rows <= columns)
+    th.testing.assert_close(design @ solution, design @ reference, atol=1e-6, rtol=1e-6)
+    if n_rows <= 65:
+        th.testing.assert_close(design @ solution, goal, atol=1e-6, rtol=1e-6)
