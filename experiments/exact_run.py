@@ -71,6 +71,15 @@ def build_agent(config: RunConfig, hp: Mapping[str, Any]) -> TabularPG:
         env.close()
 
 
+def check_exact(config: RunConfig, hp: dict[str, Any]) -> None:
+    """Build the run's agent with every hyperparameter, then drop it (see ``experiments.run.check``).
+
+    :param config: the run
+    :param hp: resolved hyperparameters
+    """
+    build_agent(config, hp)
+
+
 def learning_rate_for(value: Any, policy: str) -> Any:
     """
     :param value: a step size, or a mapping ``{policy: step size}``.

@@ -27,13 +27,18 @@ from experiments.reference import reference_metrics
 from experiments.results import CONFIG_FILE, SUMMARY_FILE, last_values, read_metrics, write_json, write_yaml
 
 Runner = Callable[[RunConfig, dict[str, Any], Path], dict[str, Any]]
+#: Builds what a run would build (envs, model or agent) from its config and resolved hyperparameters, and drops it:
+#: every bad hyperparameter raises its ``UsageError`` before anything runs.
+Checker = Callable[[RunConfig, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
 class AlgoSpec:
-    """An algorithm as the command line knows it: what runs it and which policy parameterizations it accepts."""
+    """An algorithm as the command line knows it: what runs it, what checks a run of it before it starts, and which
+    policy parameterizations it accepts."""
 
     runner: Callable[[], Runner]
+    checker: Callable[[], Checker]
     policies: tuple[str, ...]
 
 
@@ -43,10 +48,22 @@ def _sb3_runner() -> Runner:
     return run_sb3
 
 
+def _sb3_checker() -> Checker:
+    from experiments.sb3_run import check_sb3
+
+    return check_sb3
+
+
 def _exact_runner() -> Runner:
     from experiments.exact_run import run_exact
 
     return run_exact
+
+
+def _exact_checker() -> Checker:
+    from experiments.exact_run import check_exact
+
+    return check_exact
 
 
 def _supervised_runner() -> Runner:
@@ -55,13 +72,19 @@ def _supervised_runner() -> Runner:
     return run_supervised
 
 
+def _supervised_checker() -> Checker:
+    from experiments.supervised_run import check_supervised
+
+    return check_supervised
+
+
 ALGOS: dict[str, AlgoSpec] = {
-    "ppo": AlgoSpec(_sb3_runner, ("softmax", "escort")),
-    "a2c": AlgoSpec(_sb3_runner, ("softmax", "escort")),
-    "qac": AlgoSpec(_sb3_runner, ("softmax", "escort", "neurd")),
-    "exact": AlgoSpec(_exact_runner, ("softmax", "escort", "neurd", "gnpg")),
-    "tabular": AlgoSpec(_exact_runner, ("softmax", "escort", "neurd", "gnpg")),
-    "supervised": AlgoSpec(_supervised_runner, ("softmax", "escort")),
+    "ppo": AlgoSpec(_sb3_runner, _sb3_checker, ("softmax", "escort")),
+    "a2c": AlgoSpec(_sb3_runner, _sb3_checker, ("softmax", "escort")),
+    "qac": AlgoSpec(_sb3_runner, _sb3_checker, ("softmax", "escort", "neurd")),
+    "exact": AlgoSpec(_exact_runner, _exact_checker, ("softmax", "escort", "neurd", "gnpg")),
+    "tabular": AlgoSpec(_exact_runner, _exact_checker, ("softmax", "escort", "neurd", "gnpg")),
+    "supervised": AlgoSpec(_supervised_runner, _supervised_checker, ("softmax", "escort")),
 }
 
 
@@ -184,6 +207,20 @@ def check_writable(folder: Path) -> None:
             pass
     except OSError as err:
         raise UsageError(f"cannot write runs under --log-folder {folder}: {err.strerror}; choose a writable folder") from None
+
+
+def check(config: RunConfig) -> dict[str, Any]:
+    """Everything a run checks before it trains, without writing anything: the flags (:func:`validate`), the
+    hyperparameters (:func:`resolve`), and the envs and model (or agent) built with them once, then dropped.
+
+    :param config: the run
+    :return: its resolved hyperparameters
+    :raises UsageError: naming the problem
+    """
+    validate(config).close()
+    hp = resolve(config)
+    ALGOS[config.algo].checker()(config, hp)
+    return hp
 
 
 def resolve(config: RunConfig) -> dict[str, Any]:

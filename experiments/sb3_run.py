@@ -174,6 +174,20 @@ def build_model(config: RunConfig, hp: dict[str, Any], env: VecEnv, tensorboard_
         ) from None
 
 
+def check_sb3(config: RunConfig, hp: dict[str, Any]) -> None:
+    """Build the run's envs and model with every hyperparameter, then drop them (see ``experiments.run.check``).
+
+    :param config: the run
+    :param hp: resolved hyperparameters
+    """
+    train_env, eval_env = make_envs(config, hp, None)
+    try:
+        build_model(config, hp, train_env)
+    finally:
+        train_env.close()
+        eval_env.close()
+
+
 def check_counts(algo: str, hp: dict[str, Any]) -> None:
     """:param algo: the algorithm
     :param hp: resolved hyperparameters

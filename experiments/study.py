@@ -538,19 +538,23 @@ def dask_setup(worker: Any) -> None:
 
 
 def validate_runs(configs: Sequence[RunConfig]) -> None:
-    """Check every distinct grid point before anything starts (a bad one is a ``UsageError``).
+    """Check every distinct configuration (all settings but the seed) in this process before any run is submitted:
+    flags, hyperparameters, and the envs and model built once with them (``experiments.run.check``).
 
     :param configs: the runs
+    :raises UsageError: one line naming the first bad run and its problem
     """
-    from experiments.run import resolve, validate
+    from experiments.run import check
 
     seen: set[str] = set()
     for config in configs:
-        key = f"{config.algo}|{config.env}|{config.policy}|{config.p}"
+        key = json.dumps({**config.to_dict(), "seed": None}, sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
-            validate(config).close()
-            resolve(config)
+            try:
+                check(config)
+            except UsageError as err:
+                raise UsageError(f"run {run_key(config)}: {err}") from None
 
 
 def check_options(options: StudyOptions) -> None:
@@ -670,7 +674,8 @@ def _execute(
             except Exception as err:  # noqa: BLE001 (any error of a run is recorded; the study goes on)
                 attempts[name] += 1
                 message = record_failure(study.folder, name, attempts[name], err)
-                if attempts[name] <= options.retries:
+                # a usage error is deterministic: running it again would only fail again
+                if attempts[name] <= options.retries and not isinstance(err, UsageError):
                     retry = _submit(client, config)
                     futures[retry] = config
                     queue.add(retry)

@@ -64,6 +64,15 @@ def run_supervised(config: RunConfig, hp: dict[str, Any], run_dir: Path) -> dict
     }
 
 
+def check_supervised(config: RunConfig, hp: dict[str, Any]) -> None:
+    """Build the run's env and classifier with every hyperparameter, then drop them (see ``experiments.run.check``).
+
+    :param config: the run
+    :param hp: resolved hyperparameters
+    """
+    _make_classifier(config, hp, _classification_env(config))
+
+
 def _classification_env(config: RunConfig) -> Any:
     try:
         env = gym.make(config.env, **config.env_kwargs).unwrapped

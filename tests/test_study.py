@@ -219,16 +219,29 @@ def test_study_on_an_external_scheduler(tmp_path, scheduler):
 
 
 def test_a_run_that_raises_is_recorded_and_retried_not_fatal(tmp_path, scheduler, capsys):
-    argv = ["-f", str(tmp_path), *TINY, "--algo", "ppo", "a2c", "--policy", "softmax", "--cluster", scheduler,
+    # max_grad_norm is used only in the first update (a ValueError there, not a usage error caught before the study)
+    argv = ["-f", str(tmp_path), *TINY, "max_grad_norm=x", "--policy", "softmax", "escort", "--cluster", scheduler,
             "--retries", "1", "--no-report"]  # fmt: skip
     assert main(argv) == 1
     folder = _study_folder(argv)
-    assert complete_runs(folder) == {"ppo_FourRooms-v0_softmax_s0"}
-    errors = (folder / FAILED_DIR / "a2c_FourRooms-v0_softmax_s0.txt").read_text()
-    assert errors.count("--- attempt ") == 2 and "hyperparameters do not fit a2c" in errors
+    assert complete_runs(folder) == set()
+    for name in ("ppo_FourRooms-v0_softmax_s0", "ppo_FourRooms-v0_escort-p2_s0"):
+        errors = (folder / FAILED_DIR / f"{name}.txt").read_text()
+        assert errors.count("--- attempt ") == 2 and "could not convert string to float" in errors
     out = capsys.readouterr().out
-    assert "1/2 runs complete" in out and "1 failed" in out
-    assert set(pd.read_csv(folder / RESULTS_FILE)["algo"]) == {"ppo"}
+    assert "0/2 runs complete" in out and "2 failed" in out
+
+
+@pytest.mark.parametrize(
+    ("hyperparams", "needle"),
+    [(["unknown_key=1"], "unknown_key"), (["learning_rate=fast"], "fast"), (["batch_size=0"], "batch_size")],
+)
+def test_a_study_with_a_bad_hyperparameter_exits_2_before_any_run(tmp_path, capsys, hyperparams, needle):
+    argv = ["-f", str(tmp_path), *TINY, *hyperparams, "--policy", "softmax", "escort", "--seeds", "2", "--workers", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("train.py: error: run ppo_FourRooms-v0_") and needle in err
+    assert not list(tmp_path.rglob("*"))
 
 
 def _checkpoint_args(logs: Path) -> list[str]:
