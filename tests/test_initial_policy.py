@@ -41,12 +41,7 @@ ALGO_POLICIES = [
 CRITIC_NAMES = ("value_net", "q_net", "mlp_extractor.value_net", "critic_target", "vf_features_extractor")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(algo: str, policy: str, env_id: str = "FourRooms-v0", env_kwargs: dict | None = None, **hyperparams):

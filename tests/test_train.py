@@ -21,15 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ["-n", "1024", "--n-envs", "4", "--eval-freq", "512", "--eval-episodes", "2", "--verbose", "0"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Runs here use one torch thread (small MLPs on a shared CPU) unless they pass --num-threads; the count is restored."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize(
