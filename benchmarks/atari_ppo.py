@@ -7,7 +7,7 @@ each turn are summed per model, so both speeds are measured under the same machi
 ``fps ratio = escort fps / softmax fps``. Both models are then scored on ``--eval-episodes`` full games (unclipped
 rewards, no episodic life, stochastic actions as rl-zoo3 evaluates Atari), beside a uniformly random policy on the
 same evaluation env. Each model is saved as a run folder that ``python train.py --eval`` reads. Rows are appended to
-``--out`` as each seed finishes.
+``--out`` as each seed finishes. The command, commit, date and machine load come first (``benchmarks.provenance``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for a checkout not pip-installed
 
 from benchmarks.minigrid_doorkey import append_rows  # noqa: E402
+from benchmarks.provenance import after_runs, header  # noqa: E402
 
 POLICIES = ("softmax", "escort")
 #: Print each model's progress about every this many steps.
@@ -221,6 +222,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     options = {k: getattr(args, k) for k in ("n_timesteps", "eval_episodes", "log_folder")}
+    print(header())
     print(f"{args.env}: PPO softmax and escort side by side, {args.n_timesteps} steps each, seeds {args.seeds}", flush=True)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
         futures = {pool.submit(run_seed, args.env, seed, options): seed for seed in args.seeds}
@@ -238,6 +240,7 @@ def main() -> None:
                     flush=True,
                 )
             print(f"seed {rows[0]['seed']}: training speed ratio escort/softmax = {rows[0]['fps_ratio_escort_softmax']:.3f}")
+    print(after_runs())
 
 
 if __name__ == "__main__":

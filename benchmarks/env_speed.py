@@ -8,20 +8,17 @@ Every variant steps uniformly random actions (resetting finished episodes) for `
 variants run one after the other, in an order that rotates each repetition, so all of them see the same load. The
 table gives the median rate over repetitions, by the wall clock and by the process's CPU time (steps per CPU-second,
 what the rate would be on an idle core), and the median over repetitions of the ratio to MiniGrid-FourRooms-v0 in the
-same repetition. The helpers ``machine_summary`` and ``interleave`` serve the other speed benchmarks too.
+same repetition. The helpers ``interleave``, ``timed`` and ``print_results`` serve the other speed benchmarks too; the
+command, commit, date and load come from ``benchmarks.provenance``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 
 import gymnasium as gym
@@ -31,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repository root, for a checkout not pip-installed
 
 import envs  # noqa: E402,F401  (registers the envs)
+from benchmarks.provenance import after_runs, header  # noqa: E402
 from envs.four_rooms_vec import FourRoomsVecEnv  # noqa: E402
 from envs.make import make_vec_env  # noqa: E402
 
@@ -44,7 +42,7 @@ REFERENCE = "MiniGrid-FourRooms-v0 (gym.make)"
 
 
 def print_results(lines: list[str], title: str | None = None) -> None:
-    """Print a result table between blank lines, then the machine's state after the runs.
+    """Print a result table between blank lines, then the date and the machine's load after the runs.
 
     :param lines: the table's lines
     :param title: a line printed above the table
@@ -54,23 +52,7 @@ def print_results(lines: list[str], title: str | None = None) -> None:
         print(title)
     print("\n".join(lines))
     print()
-    print(f"After the runs: {machine_summary()}")
-
-
-def machine_summary() -> str:
-    """:return: one Markdown paragraph: CPU, cores, load average, library versions, git commit"""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    packages = ", ".join(f"{p} {version(p)}" for p in ("numpy", "torch", "gymnasium", "stable_baselines3"))
-    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
-    return (
-        f"Machine: {cpu}, {os.cpu_count()} logical CPUs, load average (1, 5, 15 min) {load}; "
-        f"Python {platform.python_version()}, {packages}; commit {commit.stdout.strip() or 'unknown'}."
-    )
+    print(after_runs())
 
 
 def timed(work: Callable[[], int]) -> Timing:
@@ -211,13 +193,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per variant and repetition")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repetitions")
     args = parser.parse_args()
-    print(machine_summary())
+    print(header())
     table = variants()
     results = interleave({name: for_seconds(block, args.seconds) for name, (_, block) in table.items()}, args.repeats)
-    print()
-    print(report(results, {name: n for name, (n, _) in table.items()}))
-    print()
-    print(f"{args.repeats} interleaved repetitions of {args.seconds:g} s per variant; medians. {machine_summary()}")
+    title = f"{args.repeats} interleaved repetitions of {args.seconds:g} s per variant; medians:"
+    print_results([report(results, {name: n for name, (n, _) in table.items()})], title)
 
 
 if __name__ == "__main__":

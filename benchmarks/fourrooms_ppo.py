@@ -8,7 +8,7 @@ default env (sub-goals on).
     python benchmarks/fourrooms_ppo.py [--seeds 5] [--workers 2] [-n 50000] [--setting off] [--hyperparams k=v ...]
 
 ``--hyperparams`` overrides ``hyperparams/ppo.yml`` for every run, as ``train.py --hyperparams`` does; ``--setting``
-keeps one of the two settings.
+keeps one of the two settings. The command, commit, date and machine load are printed first (``benchmarks.provenance``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for a checkout not pip-installed
 
+from benchmarks.provenance import after_runs, header  # noqa: E402
 from experiments.config import parse_key_values  # noqa: E402
 
 SETTINGS = {"subgoals off": {"subgoals": []}, "default (sub-goals on)": {}}
@@ -65,6 +66,7 @@ def main() -> None:
     hyperparams = parse_key_values(args.hyperparams, "--hyperparams")
     settings = list(SETTINGS) if args.setting is None else [list(SETTINGS)[args.setting == "default"]]
     jobs = [(name, policy, seed) for name in settings for policy in POLICIES for seed in range(args.seeds)]
+    print(header(), flush=True)
     with ProcessPoolExecutor(args.workers) as pool:
         futures = {job: pool.submit(one_run, job[1], job[2], SETTINGS[job[0]], args.n_timesteps, hyperparams) for job in jobs}
         results = {job: future.result() for job, future in futures.items()}
@@ -86,6 +88,7 @@ def main() -> None:
                 f"  {policy:8s} {' '.join(f'{f:6.3f}' for f in fractions)}   >=95% of V*: {reached}/{args.seeds}"
                 f"   sub-goals: {subgoals}"
             )
+    print(f"\n{after_runs()}")
 
 
 if __name__ == "__main__":

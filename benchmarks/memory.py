@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repository root, for a checkout not pip-installed
 
-from benchmarks.env_speed import machine_summary, print_results  # noqa: E402
+from benchmarks.env_speed import print_results  # noqa: E402
+from benchmarks.provenance import header  # noqa: E402
 
 IMPORTS_ONLY = "import torch, stable_baselines3, ale_py, envs, policies, experiments.sb3_run"
 
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--atari-steps", type=int, default=2048, help="training steps of the Atari run")
     parser.add_argument("--atari", default="ALE/Pong-v5", help="Atari id")
     args = parser.parse_args()
-    print(machine_summary())
+    print(header())
     with tempfile.TemporaryDirectory() as logs:
         train = [sys.executable, "train.py", "--algo", "ppo", "--policy", "escort", "-f", logs, "--verbose", "0"]
         runs = {

@@ -6,7 +6,8 @@ process, evaluated every ``--eval-freq`` steps on ``--eval-episodes`` stochastic
 at the first evaluation whose mean reaches ``--target`` (``--full``: it trains for the whole budget). A row per
 finished run is appended to ``--out`` at once (partial results survive an interruption); the evaluation curves go to
 the same name with ``_curves``. The table at the end counts, per policy, the seeds whose evaluation mean reached
-``--target`` within ``--n-timesteps`` steps.
+``--target`` within ``--n-timesteps`` steps. The command, commit, date and machine load come first
+(``benchmarks.provenance``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for a checkout not pip-installed
 
+from benchmarks.provenance import after_runs, header  # noqa: E402
 from experiments.config import parse_key_values  # noqa: E402
 
 COLUMNS = (
@@ -146,6 +148,7 @@ def main() -> None:
     options["stop_at_target"] = not args.full
     options["hyperparams"] = parse_key_values(args.hyperparams, "--hyperparams")
     jobs = [(policy, seed) for seed in args.seeds for policy in args.policies]
+    print(header())
     print(
         f"{args.env}: {args.algo.upper()}, {len(jobs)} runs of {args.n_timesteps} steps, {args.workers} at a time -> {out}",
         flush=True,
@@ -170,6 +173,7 @@ def main() -> None:
                 flush=True,
             )
     print(summarize(rows, len(args.seeds)))
+    print(after_runs())
 
 
 if __name__ == "__main__":

@@ -9,7 +9,11 @@ hyperparameters of ``hyperparams/ppo.yml``: FourRooms-v0 8 envs x 128 steps, Ata
 ``AtariWrapper`` and 4 stacked frames), run one untimed PPO iteration, then alternate timed ``learn`` calls of the
 same length, the order swapped each repetition. Torch uses one thread. The table gives the median rate over
 repetitions (wall clock and CPU time) and the median, minimum and maximum over repetitions of escort's rate over
-softmax's in the same repetition. Atari steps are agent steps; each is 4 emulator frames.
+softmax's in the same repetition. Atari steps are agent steps; each is 4 emulator frames. ``--unfloored`` adds a third
+model, escort over the logits ``p * log(|theta| + 1e-6)`` (their definition before the relative floor of
+``policies.escort_logits``; the same probabilities wherever no magnitude is a tiny fraction of its row's largest):
+beside the floored one, it shows what the floor costs. The command, commit, date and machine load come first
+(``benchmarks.provenance``).
 """
 
 from __future__ import annotations
@@ -23,16 +27,44 @@ from pathlib import Path
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
+from torch.distributions import Categorical
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for a checkout not pip-installed
 
-from benchmarks.env_speed import Timing, interleave, machine_summary, print_results, timed  # noqa: E402
+from benchmarks.env_speed import Timing, interleave, print_results, timed  # noqa: E402
+from benchmarks.provenance import header  # noqa: E402
 from envs.make import env_family  # noqa: E402
 from experiments.config import RunConfig  # noqa: E402
 from experiments.hyperparams import load_hyperparams  # noqa: E402
 from experiments.sb3_run import build_model, make_envs  # noqa: E402
+from policies import EscortDistribution  # noqa: E402
 
 POLICIES = ("softmax", "escort")
+UNFLOORED = "escort, unfloored logits"
+#: The additive guard of the unfloored logits ``p * log(|theta| + UNFLOORED_EPS)``.
+UNFLOORED_EPS = 1e-6
+
+
+class UnflooredEscortDistribution(EscortDistribution):
+    """Escort over the logits ``p * log(|theta| + 1e-6)``: no relative floor, fewer kernels; for timing only."""
+
+    def proba_distribution(self, action_logits: torch.Tensor) -> UnflooredEscortDistribution:
+        """
+        :param action_logits: ``theta``, the output of the action net
+        :return: self
+        """
+        self.theta = action_logits
+        self.distribution = Categorical(logits=torch.xlogy(self.p, torch.abs(action_logits) + UNFLOORED_EPS))
+        return self
+
+
+def unfloored_model(env_id: str) -> BaseAlgorithm:
+    """:param env_id: the env
+    :return: the escort model of ``ppo_model``, its distribution replaced by ``UnflooredEscortDistribution``"""
+    model = ppo_model(env_id, "escort")
+    dist = model.policy.action_dist
+    model.policy.action_dist = UnflooredEscortDistribution(dist.action_dim, p=dist.p, eps=dist.eps)
+    return model
 
 
 def add_fourrooms_arguments(parser: argparse.ArgumentParser, steps: int) -> None:
@@ -137,9 +169,10 @@ def main() -> None:
     parser.add_argument("--fourrooms-iterations", type=int, default=2, help="PPO iterations per FourRooms timing")
     parser.add_argument("--atari-iterations", type=int, default=1, help="PPO iterations per Atari timing")
     parser.add_argument("--atari", default="ALE/Pong-v5", help="Atari id")
+    parser.add_argument("--unfloored", action="store_true", help="also time escort without the logits' relative floor")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(machine_summary())
+    print(header())
     rows = list(HEADER)
     settings = (
         ("FourRooms-v0", "MLP", args.fourrooms_iterations, args.repeats),
@@ -147,9 +180,14 @@ def main() -> None:
     )
     for env_id, kind, iterations, repeats in settings:
         models = {policy: ppo_model(env_id, policy) for policy in POLICIES}
+        if args.unfloored:
+            models[UNFLOORED] = unfloored_model(env_id)
         steps = iterations * iteration_steps(models["softmax"])
         results = compare(models, iterations, repeats)
-        rows += rate_rows(f"{env_id} ({kind}), {steps} steps per timing", results, "softmax", "escort")
+        label = f"{env_id} ({kind}), {steps} steps per timing"
+        rows += rate_rows(label, results, "softmax", "escort")
+        if args.unfloored:
+            rows += rate_rows(label, results, "softmax", UNFLOORED)[1:] + rate_rows(label, results, UNFLOORED, "escort")[2:]
         for model in models.values():
             model.env.close()
     print_results(rows)

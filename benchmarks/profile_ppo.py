@@ -35,8 +35,9 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for a checkout not pip-installed
 
-from benchmarks.env_speed import machine_summary, print_results  # noqa: E402
+from benchmarks.env_speed import print_results  # noqa: E402
 from benchmarks.ppo_speed import add_fourrooms_arguments, iteration_steps, ppo_model  # noqa: E402
+from benchmarks.provenance import header  # noqa: E402
 from experiments.config import parse_key_values  # noqa: E402
 
 SECTIONS = ("env.step", "policy forward", "buffer add", "GAE", "other rollout", "update")
@@ -203,7 +204,7 @@ def main() -> None:
     args = parser.parse_args()
     hyperparams = parse_key_values(args.hyperparams, "--hyperparams")
     torch.set_num_threads(1)
-    print(machine_summary())
+    print(header())
     lines = [
         "| env, n_envs | CPU ms per iteration | wall ms | steps/CPU-s | " + " | ".join(SECTIONS) + " |",
         "|---|---:|---:|---:|" + "---:|" * len(SECTIONS),

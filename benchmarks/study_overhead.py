@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.provenance import after_runs, header  # noqa: E402
 from experiments.cli import parse_command  # noqa: E402
 from experiments.run import run  # noqa: E402
 from experiments.study import make_study, run_study  # noqa: E402
@@ -97,6 +98,7 @@ def main() -> None:
     parser.add_argument("-n", "--n-timesteps", type=int, default=2048)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    print(header(), flush=True)
     n = args.runs
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,6 +117,7 @@ def main() -> None:
     print(f"one-time cost of the study (cluster start, worker imports, shutdown): {one_time:.2f} s, "
           f"{one_time / n:.2f} s per run over {n} runs")  # fmt: skip
     print(f"study minus bare, everything included: {(wall - bare) / n:.2f} s per run")
+    print(after_runs())
 
 
 if __name__ == "__main__":

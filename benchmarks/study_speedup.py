@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 import pandas as pd  # noqa: E402
 
+from benchmarks.provenance import after_runs, header  # noqa: E402
 from experiments.cli import parse_command  # noqa: E402
 from experiments.study import RESULTS_FILE, make_study, run_study  # noqa: E402
 
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument("-n", "--n-timesteps", type=int, default=50_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
+    print(header(), flush=True)
     print(f"{args.runs} runs of PPO on FourRooms-v0, {args.n_timesteps} steps each; {os.cpu_count()} CPUs")
     print(f"control: 2 processes vs 1 on a pure-Python loop: {machine_speedup():.2f}x", flush=True)
     results = {}
@@ -104,6 +106,7 @@ def main() -> None:
     low, high = min(results), max(results)
     print(f"control: 2 processes vs 1 on a pure-Python loop: {machine_speedup():.2f}x")
     print(f"speedup {high} vs {low} workers: {results[low]['wall'] / results[high]['wall']:.2f}x")
+    print(after_runs())
 
 
 if __name__ == "__main__":

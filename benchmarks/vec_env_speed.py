@@ -21,8 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for a checkout not pip-installed
 
-from benchmarks.env_speed import machine_summary, print_results  # noqa: E402
+from benchmarks.env_speed import print_results  # noqa: E402
 from benchmarks.ppo_speed import HEADER, add_fourrooms_arguments, compare, iteration_steps, ppo_model, rate_rows  # noqa: E402
+from benchmarks.provenance import header  # noqa: E402
 from experiments.config import parse_key_values  # noqa: E402
 
 BATCHED, DUMMY = "batched FourRoomsVecEnv", "DummyVecEnv of single envs"
@@ -35,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     hyperparams = parse_key_values(args.hyperparams, "--hyperparams")
     torch.set_num_threads(1)
-    print(machine_summary())
+    print(header())
     rows = list(HEADER)
     for n_envs in args.n_envs:
         models = {
