@@ -174,7 +174,7 @@ class FourRoomsSampler:
         base: FourRoomsEnv = env.unwrapped
         subgoals = [[row, col, reward] for row, col, reward in base.subgoals]
         self.kwargs = dict(start=base.start, goal=base.goal, goal_reward=base.goal_reward, subgoals=subgoals, slip=base.slip)
-        self.kwargs["gamma"] = base.gamma
+        self.kwargs.update(gamma=base.gamma, start_distribution=base.start_distribution)
         model = FourRoomsBatch(1, None, **self.kwargs).env.transition_model()
         if not (np.array_equal(model.P, mdp.P) and np.array_equal(model.R, mdp.R)):
             raise ValueError("the batched FourRooms made from the env's arguments does not match its transition model")

@@ -12,9 +12,10 @@ Parts (run in the order given; each caches every finished run as one JSON line i
   start (``Setting.tune_start``), by the fraction of runs escaped within the cap (ties: the smaller median escape
   time, then the step size closest to the default); the final runs use seeds ``0..N-1``. Each final cell also runs the
   exact gradient (``gradient="exact"``) with the same step size.
-- ``deep_bandit``, ``deep_fourrooms``: PPO and QAC (``actor_update`` all_actions and sampled) through the train.py code
-  path (``make_envs``, ``build_model``, the adversarial fit, ``learn``), with a callback that evaluates the network's
-  stochastic policy exactly on the transition model every ``Setting.deep_eval_every`` steps.
+- ``deep_bandit``, ``deep_fourrooms``, ``deep_fourrooms_uniform`` (FourRooms-v0 with ``start_distribution="uniform"``,
+  episodes starting in any non-terminal state): PPO and QAC (``actor_update`` all_actions and sampled) through the
+  train.py code path (``make_envs``, ``build_model``, the adversarial fit, ``learn``), with a callback that evaluates
+  the network's stochastic policy exactly on the transition model every ``Setting.deep_eval_every`` steps.
 
 Stop rule of a tabular run: at its cap, at escape, or when committed (``TabularPG.committal_failure`` with the
 threshold ``committal_threshold``: the greedy policy is sub-optimal and every state on its path puts at least
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
@@ -141,15 +142,22 @@ class DeepSetting:
     :param key: part name.
     :param env_id: Gymnasium id.
     :param eval_every: environment steps between two exact evaluations of the network's policy.
+    :param env_kwargs: the env's keyword arguments.
     """
 
     key: str
     env_id: str
     eval_every: int
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 DEEP_SETTINGS: dict[str, DeepSetting] = {
-    s.key: s for s in (DeepSetting("deep_bandit", "Bandit-v0", 64), DeepSetting("deep_fourrooms", "FourRooms-v0", 1_024))
+    s.key: s
+    for s in (
+        DeepSetting("deep_bandit", "Bandit-v0", 64),
+        DeepSetting("deep_fourrooms", "FourRooms-v0", 1_024),
+        DeepSetting("deep_fourrooms_uniform", "FourRooms-v0", 1_024, {"start_distribution": "uniform"}),
+    )
 }
 
 
@@ -300,14 +308,15 @@ class ExactEscape:
     ``V(rho) >= 0.95 V*``).
     """
 
-    def __init__(self, env_id: str, every: int) -> None:
+    def __init__(self, env_id: str, every: int, env_kwargs: dict[str, Any]) -> None:
         from stable_baselines3.common.callbacks import BaseCallback
 
-        env = gym.make(env_id)
+        env = gym.make(env_id, **env_kwargs)
         base = env.unwrapped
         self.mdp, self.observations = base.transition_model(), base.observations()
         V, Q = value_iteration(self.mdp)
-        self.start_state = int(self.mdp.initial.argmax())
+        # s0: the start cell (FourRooms-v0's, with no sub-goal collected, also under a uniform start distribution)
+        self.start_state = int(base.cell_index[base.start]) if hasattr(base, "cell_index") else int(self.mdp.initial.argmax())
         self.a_star = int(Q[self.start_state].argmax())
         self.optimal = float(self.mdp.initial @ V)
         hp = tabular_hyperparams(env_id)
@@ -386,6 +395,7 @@ def run_deep(job: tuple[DeepCell, int]) -> dict[str, Any]:
     policy, p = DEEP_METHODS[cell.method]
     init, pi0 = STARTS[cell.start]
     config = RunConfig(algo=algo, env=setting.env_id, policy=policy, p=p, init=init, pi0=pi0 if init != "uniform" else None)
+    config.env_kwargs = dict(setting.env_kwargs)
     config.seed, config.hyperparams, config.eval_freq, config.verbose = seed, dict(extra), 0, 0
     hp = resolve(config)
     train_env, eval_env = make_envs(config, hp, None)
@@ -393,16 +403,16 @@ def run_deep(job: tuple[DeepCell, int]) -> dict[str, Any]:
     base = {"key": cell.key(), "seed": seed, "cell": asdict(cell), "cap": int(hp["n_timesteps"])}
     if init == "adversarial":
         try:
-            adversarial_start(model, gym.make(setting.env_id), pi0, train_env)
+            adversarial_start(model, gym.make(setting.env_id, **setting.env_kwargs), pi0, train_env)
         except StartFitError as err:
             return {**base, "fit_failed": str(err), "escape_time": None, "committed": False, "wall": 0.0}
-    tracker = ExactEscape(setting.env_id, setting.eval_every)
+    tracker = ExactEscape(setting.env_id, setting.eval_every, setting.env_kwargs)
     initial_fraction, initial_pi_star, _ = tracker.measure(model)
     initial_q = tracker.critic(model)
     start = time.perf_counter()
     model.learn(total_timesteps=hp["n_timesteps"], callback=tracker.callback)
     fraction, pi_star, pi = tracker.measure(model)
-    report = greedy_report(model, setting.env_id, {}, eval_env)
+    report = greedy_report(model, setting.env_id, dict(setting.env_kwargs), eval_env)
     greedy = pi.argmax(axis=1)
     committed = report["fraction_of_optimal"] < 1 - 1e-6 and pi[tracker.start_state, greedy[tracker.start_state]] >= 0.99
     train_env.close()
@@ -874,7 +884,8 @@ def write_doc(cache: Cache, args: argparse.Namespace, meta: dict[str, Any], note
     for setting in DEEP_SETTINGS.values():
         table = deep_table(cache, setting)
         if len(table) > 2:
-            out += ["", f"## {setting.env_id}: deep runs (escape step in environment steps)", ""] + table
+            start = " (uniform start distribution)" if setting.env_kwargs else ""
+            out += ["", f"## {setting.env_id}{start}: deep runs (escape step in environment steps)", ""] + table
     out += ["", "## Headline (computed from the tables)", ""] + headline(cache, args)
     out += ["", FINDINGS]
     DOC.write_text("\n".join(out) + "\n")
@@ -910,7 +921,9 @@ NOTES = """## Setup
   that evaluates the network's stochastic policy exactly on the transition model every 64 (Bandit-v0) or 1,024
   (FourRooms-v0) environment steps and stops training at the first escape (same criterion as the tabular runs). The
   cap is the YAML `n_timesteps`. Deep committed: not escaped, the greedy policy sub-optimal and `pi(greedy|s0) >= 0.99`
-  at the end. FourRooms-v0 deep runs start from the start cell only: there is no uniform-start env option."""
+  at the end. FourRooms-v0 with a uniform start distribution: the env's `start_distribution="uniform"` (every
+  episode starts in a uniformly drawn non-terminal state; the model's `initial` is that distribution, so `V(rho)` is
+  the same objective as the tabular `rho = uniform`)."""
 
 
 def tune_seeds(args: argparse.Namespace, setting: Setting) -> int:

@@ -38,6 +38,8 @@ LAYOUT = (
 )
 
 DEFAULT_START = (1, 1)
+#: Where episodes start: ``cell`` (the ``start`` cell, no sub-goal collected) or ``uniform`` (any non-terminal state).
+START_DISTRIBUTIONS = ("cell", "uniform")
 DEFAULT_GOAL = (8, 11)
 DEFAULT_GOAL_REWARD = 1.0
 DEFAULT_SUBGOALS = ((7, 5, 0.2), (11, 1, 0.3))
@@ -123,7 +125,11 @@ class FourRoomsEnv(gym.Env[np.ndarray, np.int64]):
     episode; 0 otherwise.
 
     ## Starting State
-    Cell ``start`` (default ``(1, 1)``, the top-left corner of the top-left room) with every flag 0.
+    ``start_distribution="cell"`` (the default): cell ``start`` (default ``(1, 1)``, the top-left corner of the top-left
+    room) with every flag 0. ``start_distribution="uniform"``: a state drawn uniformly (from ``self.np_random``) among
+    the non-terminal states of :meth:`transition_model`, every cell but the goal with every combination of collected
+    sub-goals, the model's ``initial`` then being that uniform distribution (the full-support start distribution of
+    ``docs/exact_pg.md``'s ``rho = uniform``).
 
     ## Episode End
     Terminated on entering the goal (default ``(8, 11)``, in the bottom-right room). Truncated after
@@ -136,6 +142,7 @@ class FourRoomsEnv(gym.Env[np.ndarray, np.int64]):
     gym.make(
         "envs:FourRooms-v0",
         start=(1, 1),
+        start_distribution="cell",
         goal=(8, 11),
         goal_reward=1.0,
         subgoals=[[7, 5, 0.2], [11, 1, 0.3]],
@@ -146,6 +153,7 @@ class FourRoomsEnv(gym.Env[np.ndarray, np.int64]):
     )
     ```
     - ``start``, ``goal``: ``(row, col)`` of free cells of the 13x13 grid (row 0 is the top wall).
+    - ``start_distribution``: ``"cell"`` (start on ``start``) or ``"uniform"`` (see Starting State).
     - ``goal_reward``: reward for reaching the goal.
     - ``subgoals``: a list of ``[row, col, reward]`` triples, or of ``{"position": [row, col], "reward": r}``
       mappings, at distinct free cells other than start and goal; ``[]`` turns sub-goals off (observation size 104).
@@ -170,6 +178,7 @@ class FourRoomsEnv(gym.Env[np.ndarray, np.int64]):
         slip: float = 0.0,
         gamma: float = 0.99,
         render_mode: str | None = None,
+        start_distribution: str = "cell",
     ) -> None:
         self.walls = np.array([[char == "#" for char in row] for row in LAYOUT])
         self.cells = np.argwhere(~self.walls)
@@ -182,6 +191,9 @@ class FourRoomsEnv(gym.Env[np.ndarray, np.int64]):
         self.goal_reward = _parse_real(goal_reward, "goal_reward")
         self.slip = _parse_real(slip, "slip", low=0.0, high=1.0)
         self.gamma = _parse_real(gamma, "gamma", low=0.0, high=1.0, high_open=True)
+        if start_distribution not in START_DISTRIBUTIONS:
+            raise ValueError(f"start_distribution must be one of {', '.join(START_DISTRIBUTIONS)}, got {start_distribution!r}")
+        self.start_distribution = start_distribution
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
@@ -190,6 +202,7 @@ class FourRoomsEnv(gym.Env[np.ndarray, np.int64]):
         self.n_states = self.n_cells << self.n_subgoals
         self.next_cell = self._next_cell_table()
         self._build_step_tables()
+        self.start_states = self._start_states()
         self.action_space = spaces.Discrete(len(MOVES))
         self.observation_space = spaces.Box(0.0, 1.0, shape=(self.n_cells + self.n_subgoals,), dtype=np.float32)
         self._cell = self._start_cell
@@ -207,6 +220,14 @@ class FourRoomsEnv(gym.Env[np.ndarray, np.int64]):
             self._bonus[self.cell_index[(row, col)]] = reward
         self._flags = ((np.arange(1 << self.n_subgoals)[:, None] >> np.arange(self.n_subgoals)) & 1).astype(np.float32)
         self._blank = np.zeros(self.n_cells + self.n_subgoals, dtype=np.float32)
+
+    def _start_states(self) -> np.ndarray:
+        """:return: the augmented states an episode can start in, each as likely: the start cell with no flag, or every
+        non-terminal state"""
+        if self.start_distribution == "cell":
+            return np.array([self._start_cell], dtype=np.int64)
+        states = np.arange(self.n_states, dtype=np.int64)
+        return states[states % self.n_cells != self._goal_cell]
 
     def _next_cell_table(self) -> np.ndarray:
         table = np.empty((self.n_cells, len(MOVES)), dtype=np.int64)
@@ -237,15 +258,16 @@ class FourRoomsEnv(gym.Env[np.ndarray, np.int64]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """
-        Put the agent on the start cell with no sub-goal collected.
+        Put the agent on the start cell with no sub-goal collected (``start_distribution="uniform"``: in a uniformly drawn
+        non-terminal state).
 
         :param seed: seed of ``self.np_random``.
         :param options: unused.
         :return: observation and ``{"state": index}``.
         """
         super().reset(seed=seed)
-        self._cell = self._start_cell
-        self._mask = 0
+        state = int(self.start_states[0] if len(self.start_states) == 1 else self.np_random.choice(self.start_states))
+        self._mask, self._cell = divmod(state, self.n_cells)
         return self._observation(), {"state": self.state}
 
     def step(self, action: int | np.integer) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -292,7 +314,7 @@ class FourRoomsEnv(gym.Env[np.ndarray, np.int64]):
         P[terminal, :, terminal] = 1.0
         R[terminal] = 0.0
         initial = np.zeros(self.n_states)
-        initial[self._start_cell] = 1.0
+        initial[self.start_states] = 1.0 / len(self.start_states)
         return TabularMDP(P=P, R=R, terminal=terminal, initial=initial, gamma=self.gamma)
 
     def _move_outcomes(self) -> tuple[np.ndarray, np.ndarray]:

@@ -78,7 +78,8 @@ class FourRoomsBatch:
         self._reward = rewards.ravel()
         self._terminal = np.arange(self.env.n_states) % self.env.n_cells == self.env._goal_cell
         self.observations = self.env.observations()
-        self.start_state = self.env.reset()[1]["state"]
+        self.start_state = int(self.env.start_states[0])
+        self.start_states = self.env.start_states
         self.np_random = np.random.default_rng()
         self.states = np.full(self.num_envs, self.start_state, dtype=np.int64)
         self.elapsed = np.zeros(self.num_envs, dtype=np.int64)
@@ -94,11 +95,15 @@ class FourRoomsBatch:
 
     def reset(self, envs: np.ndarray | slice = slice(None)) -> None:
         """
-        Put copies on the start state with no sub-goal collected.
+        Put copies on the start state with no sub-goal collected, or, with ``start_distribution="uniform"``, in
+        non-terminal states drawn uniformly from ``np_random``.
 
         :param envs: indices (or a boolean mask, or a slice) of the copies to reset; default all
         """
-        self.states[envs] = self.start_state
+        if len(self.start_states) == 1:
+            self.states[envs] = self.start_state
+        else:
+            self.states[envs] = self.np_random.choice(self.start_states, size=self.states[envs].shape)
         self.elapsed[envs] = 0
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -221,7 +226,7 @@ class FourRoomsVecEnv(VecEnv):
         self.batch.seed(self._seeds)
         self.batch.reset()
         self.returns[:] = 0.0
-        self.reset_infos = [{"state": self.batch.start_state} for _ in range(self.num_envs)]
+        self.reset_infos = [{"state": state} for state in self.batch.states.tolist()]
         self._reset_seeds()
         self._reset_options()
         return self.batch.observe()
@@ -252,10 +257,11 @@ class FourRoomsVecEnv(VecEnv):
             episode = {"r": round(float(self.returns[i]), 6), "l": int(self.batch.elapsed[i]), "t": elapsed}
             infos[i].update({"TimeLimit.truncated": bool(time_limit[i]), "terminal_observation": final_obs[k]})
             infos[i]["episode"] = episode
-            self.reset_infos[i] = {"state": self.batch.start_state}
             if self.results_writer is not None:
                 self.results_writer.write_row(episode)
         self.batch.reset(ended)
+        for i in ended.tolist():
+            self.reset_infos[i] = {"state": int(self.batch.states[i])}
         self.returns[ended] = 0.0
 
     def close(self) -> None:

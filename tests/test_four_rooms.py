@@ -309,6 +309,7 @@ def test_subgoal_formats_are_equivalent() -> None:
         ({"gamma": 1.0}, "gamma"),
         ({"goal_reward": float("nan")}, "goal_reward must be a finite number"),
         ({"render_mode": "human"}, "render_mode"),
+        ({"start_distribution": "corner"}, "start_distribution must be one of cell, uniform"),
     ],
 )
 def test_invalid_kwargs_are_rejected(kwargs: dict, message: str) -> None:
@@ -380,3 +381,31 @@ def test_random_layouts_follow_their_model(positions: list, rewards: list, slip:
         assert mdp.P[s, a, s_next] > 0 and terminated == mdp.terminal[s_next]
         if slip == 0:
             assert reward == mdp.R[s, a]
+
+
+def test_uniform_start_draws_every_non_terminal_state_alike_and_the_model_says_so() -> None:
+    env = gym.make("FourRooms-v0", start_distribution="uniform")
+    base: FourRoomsEnv = env.unwrapped
+    model = base.transition_model()
+    non_terminal = np.flatnonzero(~model.terminal)
+    np.testing.assert_allclose(model.initial[non_terminal], 1.0 / len(non_terminal))
+    assert model.initial[model.terminal].sum() == 0.0 and len(non_terminal) == base.n_states - 4
+    n = 20_000
+    counts = Counter()
+    env.reset(seed=0)
+    for _ in range(n):
+        obs, info = env.reset()
+        np.testing.assert_array_equal(obs, base.observations()[info["state"]])
+        counts[info["state"]] += 1
+    assert set(counts) == set(non_terminal.tolist())
+    expected = n / len(non_terminal)
+    chi2 = sum((counts[s] - expected) ** 2 / expected for s in non_terminal)
+    assert chi2 < len(non_terminal) + 5 * np.sqrt(2 * len(non_terminal))  # 5 standard deviations of a chi-square
+    assert [env.reset(seed=7)[1]["state"] for _ in range(2)] == [env.reset(seed=7)[1]["state"]] * 2
+
+
+def test_uniform_start_leaves_the_dynamics_and_the_cell_start_unchanged() -> None:
+    uniform, cell = FourRoomsEnv(start_distribution="uniform").transition_model(), FourRoomsEnv().transition_model()
+    np.testing.assert_array_equal(uniform.P, cell.P)
+    np.testing.assert_array_equal(uniform.R, cell.R)
+    assert cell.initial[FourRoomsEnv().reset()[1]["state"]] == 1.0

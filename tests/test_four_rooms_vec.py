@@ -251,3 +251,29 @@ def test_bad_arguments_are_refused() -> None:
         FourRoomsVecEnv(2, slip=1.5)
     with pytest.raises(ValueError, match="3 seeds"):
         FourRoomsVectorEnv(3).reset(seed=[1, 2])
+
+
+def test_uniform_start_in_the_batched_envs_follows_the_model_and_the_seed(tmp_path: Path) -> None:
+    kwargs = {"start_distribution": "uniform", "max_episode_steps": 5}
+    first = make_vec_env("FourRooms-v0", 64, 3, env_kwargs=kwargs)
+    again = make_vec_env("FourRooms-v0", 64, 3, env_kwargs=kwargs)
+    other = make_vec_env("FourRooms-v0", 64, 4, env_kwargs=kwargs)
+    assert isinstance(first, FourRoomsVecEnv)
+    model = first.batch.env.transition_model()
+    obs, obs_again, obs_other = first.reset(), again.reset(), other.reset()
+    np.testing.assert_array_equal(obs, obs_again)
+    assert not np.array_equal(obs, obs_other)
+    dones = np.ones(64, dtype=bool)
+    starts = []
+    for actions in _actions(30, 64):
+        restarted = np.flatnonzero(dones)
+        states = [first.reset_infos[i]["state"] for i in restarted]
+        np.testing.assert_array_equal(obs[restarted], first.batch.observations[states])
+        starts.extend(states)
+        obs, _, dones, _ = first.step(actions)
+        obs_again, _, _, _ = again.step(actions)
+        np.testing.assert_array_equal(obs, obs_again)
+    assert not model.terminal[starts].any() and len(set(starts)) > 200  # about 270 of 412 states in ~450 draws
+    vector = gym.make_vec("FourRooms-v0", num_envs=64, vectorization_mode="vector_entry_point", **kwargs)
+    _, infos = vector.reset(seed=0)
+    assert not model.terminal[infos["state"]].any() and len(set(infos["state"].tolist())) > 40

@@ -88,9 +88,9 @@ def test_uniform_weighting_is_unbiased_where_every_episode_visits(policy: str) -
     assert np.all(advantage[~visited] == 0.0) and not visited.all() and np.abs(advantage[visited]).max() > 0
 
 
-@pytest.mark.parametrize("rho", ["env", "uniform"])
-def test_rollouts_follow_the_env_dynamics(rho: str) -> None:
-    env = gym.make("FourRooms-v0", slip=0.2, gamma=0.9, max_episode_steps=300)
+@pytest.mark.parametrize(("rho", "start_distribution"), [("env", "cell"), ("uniform", "cell"), ("env", "uniform")])
+def test_rollouts_follow_the_env_dynamics(rho: str, start_distribution: str) -> None:
+    env = gym.make("FourRooms-v0", slip=0.2, gamma=0.9, max_episode_steps=300, start_distribution=start_distribution)
     agent = TabularPG(env, policy="softmax", gradient="sampled", init="random", seed=3, rho=rho)
     mdp = agent.mdp
     episodes = agent.sample_episodes(4000)
