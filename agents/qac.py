@@ -1,5 +1,8 @@
 """QAC: actor-critic with sampled actions and a learned Q(s, a), for softmax, escort and NeuRD policies."""
 
+from collections import deque
+from collections.abc import Callable, Iterator
+from operator import itemgetter
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -29,6 +32,15 @@ class QAC(OnPolicyAlgorithm):
     (``TimeLimit.truncated``) ends an episode without terminating it: that step's return is
     ``r_t + gamma * V_target(terminal observation)``, the bootstrap SB3 adds to its reward through ``predict_values``.
 
+    Critic replay (``replay_rollouts > 0``): after the updates on the rollout, ``replay_updates`` critic-only steps on
+    minibatches drawn uniformly from the transitions of the last ``replay_rollouts`` rollouts (the current one included),
+    regressing ``Q(s, a)`` on the one-step expected-SARSA target ``r + gamma * (1 - d) * V_target(s')`` of the current
+    policy, which is valid whatever policy took the action. On-policy minibatches come from a few trajectories at a time;
+    replayed ones are spread over many, which lets ``Q`` resolve the small differences between actions that the actor
+    follows (``benchmarks/qac_critic.py``). A time limit's bootstrap stays the one added to the reward when the step was
+    collected. The replay holds observations, so it is for small ones; with a shared features extractor its steps move
+    the actor's features too.
+
     Actor, with ``A(s, a) = Q(s, a) - V(s)`` and ``V(s) = sum_a pi(a|s) Q(s, a)`` from the online critic:
 
     - softmax and escort, ``sampled``: ascend ``grad log pi(a_t|s_t) * A(s_t, a_t)``, the taken action only;
@@ -50,6 +62,8 @@ class QAC(OnPolicyAlgorithm):
     :param n_epochs: Passes over each rollout
     :param batch_size: Minibatch size (None: the whole rollout, one gradient step per epoch)
     :param tau: Polyak coefficient of the target critic, applied after every gradient step
+    :param replay_rollouts: Rollouts the critic replay holds (0: no replay)
+    :param replay_updates: Critic-only gradient steps on replayed minibatches (of ``batch_size``) per rollout
     :param actor_update: ``sampled``, ``all_actions`` or ``none`` (policy evaluation)
     :param ent_coef: Entropy bonus coefficient
     :param vf_coef: Critic loss coefficient
@@ -86,6 +100,8 @@ class QAC(OnPolicyAlgorithm):
         n_epochs: int = 4,
         batch_size: int | None = 64,
         tau: float = 0.05,
+        replay_rollouts: int = 0,
+        replay_updates: int = 0,
         actor_update: str = "all_actions",
         ent_coef: float = 0.0,
         vf_coef: float = 0.5,
@@ -107,6 +123,10 @@ class QAC(OnPolicyAlgorithm):
             raise ValueError(f"td_lambda must be in [0, 1] and tau in (0, 1], got {td_lambda} and {tau}")
         if n_epochs < 1 or (batch_size is not None and batch_size < 1):
             raise ValueError(f"n_epochs and batch_size must be >= 1, got {n_epochs} and {batch_size}")
+        if replay_rollouts < 0 or replay_updates < 0 or (replay_updates > 0) != (replay_rollouts > 0):
+            raise ValueError(
+                f"replay_rollouts and replay_updates must be both 0 or both >= 1, got {replay_rollouts}, {replay_updates}"
+            )
         super().__init__(
             policy,
             env,
@@ -132,6 +152,8 @@ class QAC(OnPolicyAlgorithm):
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.tau = tau
+        self.replay_rollouts = replay_rollouts
+        self.replay_updates = replay_updates
         self.actor_update = actor_update
         self.neurd_beta = neurd_beta
         self.neurd_adv_clip = neurd_adv_clip
@@ -139,12 +161,18 @@ class QAC(OnPolicyAlgorithm):
         if _init_setup_model:
             self._setup_model()
 
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self.replay_buffer: deque[tuple[Any, ...]] = deque(maxlen=max(self.replay_rollouts, 1))
+
     def train(self) -> None:
-        """Update the critic and the actor on the rollout just collected."""
+        """Update the critic and the actor on the rollout just collected, then the critic alone on replayed rollouts."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         # TD(lambda) target of Q(s_t, a_t), bootstrapped with V_target(s') = sum_a pi(a|s') Q_target(s', a)
         self.rollout_buffer.returns[:] = self._q_targets()
+        if self.replay_rollouts:
+            self._remember_rollout()
         metrics: dict[str, list[float]] = {"critic_loss": [], "policy_loss": [], "entropy_loss": [], "advantage_abs_mean": []}
         q_taken_all, targets_all = [], []
 
@@ -161,21 +189,20 @@ class QAC(OnPolicyAlgorithm):
                     advantages = q_values - (probs * q_values).sum(dim=-1, keepdim=True)
                 actor_loss = self._actor_loss(head, probs, distribution.distribution.logits, advantages, actions)
                 entropy_loss = -distribution.entropy().mean() if self.actor_update != "none" else th.zeros(())
-                loss = actor_loss + self.ent_coef * entropy_loss + self.vf_coef * critic_loss
-
-                self.policy.optimizer.zero_grad()
-                loss.backward()
-                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-                self.policy.optimizer.step()
-                # Target critic: theta_target <- tau * theta + (1 - tau) * theta_target
-                polyak_update(self.policy.critic_parameters(), self.policy.critic_target.parameters(), self.tau)
-                self._n_updates += 1
-
+                self._gradient_step(actor_loss + self.ent_coef * entropy_loss + self.vf_coef * critic_loss)
                 for name, value in zip(metrics, (critic_loss, actor_loss, entropy_loss, advantages.abs().mean()), strict=True):
                     metrics[name].append(value.item())
                 if epoch == self.n_epochs - 1:
                     q_taken_all.append(q_taken.detach().cpu().numpy())
                     targets_all.append(batch.returns.cpu().numpy())
+
+        # Critic replay: Huber(Q(s, a), r + gamma * (1 - d) * V_target(s')) on past transitions, for the current policy
+        for obs, actions, rewards, next_obs, next_done in self._replay_batches():
+            with th.no_grad():
+                targets = rewards + self.gamma * (1.0 - next_done) * self.policy.target_values(next_obs).flatten()
+            replay_loss = F.smooth_l1_loss(_taken(self.policy.q_values(obs), actions), targets)
+            self._gradient_step(self.vf_coef * replay_loss)
+            metrics.setdefault("replay_critic_loss", []).append(replay_loss.item())
 
         q_taken_last, targets_last = np.concatenate(q_taken_all), np.concatenate(targets_all)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -184,14 +211,56 @@ class QAC(OnPolicyAlgorithm):
         self.logger.record("train/explained_variance", float(explained_variance(q_taken_last, targets_last)))
         self.logger.record("train/q_mean", float(q_taken_last.mean()))
 
+    def _gradient_step(self, loss: th.Tensor) -> None:
+        """
+        One clipped gradient step on ``loss``, then the target critic's Polyak step.
+
+        :param loss: The loss to descend
+        """
+        self.policy.optimizer.zero_grad()
+        loss.backward()
+        th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        self.policy.optimizer.step()
+        # Target critic: theta_target <- tau * theta + (1 - tau) * theta_target
+        polyak_update(self.policy.critic_parameters(), self.policy.critic_target.parameters(), self.tau)
+        self._n_updates += 1
+
+    def _next_steps(self) -> tuple[Any, np.ndarray]:
+        """
+        :return: The next observation of every step of the rollout, flattened to (n_steps * n_envs, ...), and ``d_t``,
+            shape (n_steps, n_envs): 1 after the last step of an episode (a truncated step's reward already holds
+            ``gamma * V_target(s_T)``)
+        """
+        buffer = self.rollout_buffer
+        next_obs = _flatten(_shift(buffer.observations, self._last_obs))  # type: ignore[arg-type]
+        next_done = np.concatenate([buffer.episode_starts[1:], self._last_episode_starts[None]]).astype(np.float32)
+        return next_obs, next_done
+
+    def _remember_rollout(self) -> None:
+        """Add the rollout's transitions ``(s, a, r, s', d)``, flattened over steps and envs, to the critic replay."""
+        buffer = self.rollout_buffer
+        next_obs, next_done = self._next_steps()
+        obs = _map(np.copy, _flatten(buffer.observations))
+        self.replay_buffer.append((obs, buffer.actions.flatten(), buffer.rewards.flatten(), next_obs, next_done.flatten()))
+
+    def _replay_batches(self) -> Iterator[tuple[Any, th.Tensor, th.Tensor, Any, th.Tensor]]:
+        """
+        :return: ``replay_updates`` minibatches ``(s, a, r, s', d)`` of ``batch_size`` transitions (a rollout's number
+            when None), drawn uniformly with replacement from the critic replay
+        """
+        columns = [_map(lambda *parts: np.concatenate(parts), *column) for column in zip(*self.replay_buffer, strict=True)]
+        for _ in range(self.replay_updates):
+            index = np.random.randint(len(columns[1]), size=self.batch_size or self.n_steps * self.n_envs)
+            rows = itemgetter(index)
+            obs, actions, rewards, next_obs, next_done = (obs_as_tensor(_map(rows, column), self.device) for column in columns)
+            yield obs, actions.long(), rewards, next_obs, next_done
+
     def _q_targets(self) -> np.ndarray:
         """
         :return: ``G_t`` for every step of the rollout, shape (n_steps, n_envs)
         """
         buffer = self.rollout_buffer
-        next_obs = _flatten(_shift(buffer.observations, self._last_obs))  # type: ignore[arg-type]
-        # d_t = 1 after the last step of an episode; a truncated step's reward already holds gamma * V_target(s_T)
-        next_done = np.concatenate([buffer.episode_starts[1:], self._last_episode_starts[None]]).astype(np.float32)
+        next_obs, next_done = self._next_steps()
         with th.no_grad():
             next_values = self.policy.target_values(obs_as_tensor(next_obs, self.device))  # type: ignore[arg-type]
         next_values = next_values.cpu().numpy().reshape(next_done.shape)
@@ -263,18 +332,21 @@ def _taken(values: th.Tensor, actions: th.Tensor) -> th.Tensor:
     return values.gather(1, actions[:, None]).squeeze(1)
 
 
+def _map(fn: Callable[..., np.ndarray], *obs: Any) -> Any:
+    """``fn`` applied to arrays, or key by key to dicts of arrays (``Dict`` observations)."""
+    if isinstance(obs[0], dict):
+        return {key: fn(*(part[key] for part in obs)) for key in obs[0]}
+    return fn(*obs)
+
+
 def _flatten(obs: Any) -> Any:
     """(n_steps, n_envs, ...) arrays, or a dict of them, as (n_steps * n_envs, ...)."""
-    if isinstance(obs, dict):
-        return {key: _flatten(value) for key, value in obs.items()}
-    return obs.reshape(-1, *obs.shape[2:])
+    return _map(lambda values: values.reshape(-1, *values.shape[2:]), obs)
 
 
-def _shift(stored: np.ndarray | dict[str, np.ndarray], last: np.ndarray | dict[str, np.ndarray]) -> Any:
+def _shift(stored: Any, last: Any) -> Any:
     """Next observations of a rollout: step t+1's stored observation, and ``last`` after the final step."""
-    if isinstance(stored, dict):
-        return {key: _shift(stored[key], last[key]) for key in stored}  # type: ignore[index]
-    return np.concatenate([stored[1:], np.asarray(last).reshape(stored.shape[1:])[None]])
+    return _map(lambda rows, final: np.concatenate([rows[1:], np.asarray(final).reshape(rows.shape[1:])[None]]), stored, last)
 
 
 __all__ = ["QAC", "QACCnnPolicy", "QACMultiInputPolicy", "QACPolicy", "neurd_loss"]

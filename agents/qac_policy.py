@@ -36,6 +36,38 @@ class CriticTarget(nn.Module):
         self.requires_grad_(False)
 
 
+class DuelingQHead(nn.Module):
+    """
+    A dueling Q head (Wang et al., 2016): ``Q(s, a) = V(s) + A(s, a)`` with mean-zero advantages,
+    ``A(s, a) = h_a(s) - mean_b h_b(s)``. Every sample of ``Q(s, a_t)`` moves ``V(s)``, the part shared by all actions,
+    so the small differences between actions are learned on top of a state value fitted from every step.
+
+    :param latent_dim: Size of the critic latent
+    :param n_actions: Number of actions
+    """
+
+    def __init__(self, latent_dim: int, n_actions: int):
+        super().__init__()
+        self.value = nn.Linear(latent_dim, 1)
+        self.advantage = nn.Linear(latent_dim, n_actions)
+
+    def decompose(self, latent: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        :param latent: Critic latent
+        :return: ``V(s)`` of shape (batch, 1) and the mean-zero ``A(s, .)`` of shape (batch, n_actions)
+        """
+        advantage = self.advantage(latent)
+        return self.value(latent), advantage - advantage.mean(dim=-1, keepdim=True)
+
+    def forward(self, latent: th.Tensor) -> th.Tensor:
+        """
+        :param latent: Critic latent
+        :return: ``Q(s, .) = V(s) + A(s, .)``, shape (batch, n_actions)
+        """
+        value, advantage = self.decompose(latent)
+        return value + advantage
+
+
 class QACPolicy(ActorCriticPolicy):
     """
     Actor-critic policy for QAC on a ``Discrete`` action space. The actor head's output ``h(s)`` gives
@@ -58,11 +90,12 @@ class QACPolicy(ActorCriticPolicy):
     :param args: Positional arguments of ``ActorCriticPolicy`` after ``lr_schedule``
     :param parameterization: ``softmax``, ``escort`` or ``neurd``
     :param escort_p: Escort power ``p`` > 0 (used by ``escort`` only)
-    :param escort_eps: Floor added to ``|theta|`` before the logarithm (see ``policies.escort_logits``)
+    :param escort_eps: Relative floor ``f`` in (0, 1) of ``|theta| / max_b |theta_b|`` (see ``policies.escort_logits``)
+    :param dueling: Whether the Q head is a :class:`DuelingQHead` rather than one linear layer
     :param kwargs: Keyword arguments of ``ActorCriticPolicy``
     """
 
-    q_net: nn.Linear
+    q_net: nn.Linear | DuelingQHead
     critic_target: CriticTarget
 
     def __init__(
@@ -74,6 +107,7 @@ class QACPolicy(ActorCriticPolicy):
         parameterization: str = "softmax",
         escort_p: float = 2.0,
         escort_eps: float = DEFAULT_EPS,
+        dueling: bool = False,
         **kwargs: Any,
     ):
         if not isinstance(action_space, spaces.Discrete):
@@ -84,6 +118,7 @@ class QACPolicy(ActorCriticPolicy):
         self.parameterization = parameterization
         self.escort_p = escort_p
         self.escort_eps = escort_eps
+        self.dueling = dueling
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
 
     @property
@@ -105,7 +140,8 @@ class QACPolicy(ActorCriticPolicy):
             self.action_dist = CategoricalDistribution(self.n_actions)
         self._build_mlp_extractor()
         self.action_net = self.action_dist.proba_distribution_net(latent_dim=self.mlp_extractor.latent_dim_pi)
-        self.q_net = nn.Linear(self.mlp_extractor.latent_dim_vf, self.n_actions)
+        q_head = DuelingQHead if self.dueling else nn.Linear
+        self.q_net = q_head(self.mlp_extractor.latent_dim_vf, self.n_actions)
         self._init_weights()
         self.critic_target = CriticTarget(self.vf_features_extractor, self.mlp_extractor.value_net, self.q_net)
         trainable = [param for param in self.parameters() if param.requires_grad]
@@ -131,7 +167,9 @@ class QACPolicy(ActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(parameterization=self.parameterization, escort_p=self.escort_p, escort_eps=self.escort_eps)
+        data.update(
+            parameterization=self.parameterization, escort_p=self.escort_p, escort_eps=self.escort_eps, dueling=self.dueling
+        )
         return data
 
     def actor_head(self, latent_pi: th.Tensor) -> th.Tensor:

@@ -1,6 +1,9 @@
-"""QAC: policy heads, TD(lambda) targets with truncation, Polyak targets, actor updates, save/load, learning on FourRooms,
-Bandit, and the wiring on MiniGrid (flat, Dict) and Atari observations."""
+"""QAC: policy heads (linear and dueling), TD(lambda) targets with truncation, Polyak targets, the critic replay, actor
+updates, save/load, learning on FourRooms, Bandit, the wiring on MiniGrid (flat, Dict) and Atari observations, and the
+advantage metrics of ``benchmarks/qac_critic.py``."""
 
+import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from torch.nn import functional as F
 
 import envs
 from agents.qac import QAC, neurd_loss
-from agents.qac_policy import QACCnnPolicy, QACMultiInputPolicy, QACPolicy
+from agents.qac_policy import DuelingQHead, QACCnnPolicy, QACMultiInputPolicy, QACPolicy
 
 th.set_num_threads(1)
 
@@ -57,7 +60,15 @@ def test_aliases_and_names():
 
 @pytest.mark.parametrize(
     ("kwargs", "policy_kwargs"),
-    [({"actor_update": "exact"}, {}), ({"td_lambda": 1.5}, {}), ({"tau": 0.0}, {}), ({}, {"parameterization": "sparsemax"})],
+    [
+        ({"actor_update": "exact"}, {}),
+        ({"td_lambda": 1.5}, {}),
+        ({"tau": 0.0}, {}),
+        ({"replay_rollouts": 2}, {}),
+        ({"replay_updates": 2}, {}),
+        ({"replay_rollouts": -1, "replay_updates": 2}, {}),
+        ({}, {"parameterization": "sparsemax"}),
+    ],
 )
 def test_invalid_arguments_raise(kwargs, policy_kwargs):
     with pytest.raises(ValueError, match="must be"):
@@ -459,3 +470,176 @@ def test_atari_cnn_policy(tmp_path):
     assert isinstance(model.policy, QACCnnPolicy)
     check_wiring(model, tmp_path)
     assert model.rollout_buffer.observations.shape[-3:] == (4, 84, 84)
+
+
+def critic_benchmark():
+    """:return: ``benchmarks/qac_critic.py`` as a module"""
+    spec = importlib.util.spec_from_file_location(
+        "qac_critic", Path(__file__).resolve().parents[1] / "benchmarks" / "qac_critic.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_advantage_metrics_by_hand():
+    """
+    Two actions, uniform pi. State 0: exact Q (1, 0), learned (0.6, -0.4), both with advantages (0.5, -0.5). State 1:
+    exact (0, 0.2), advantages (-0.1, 0.1); learned (0.2, 0), advantages reversed. State 2 is visited 99 times, its
+    learned advantages wrong, and is left out. Then |A^pi| = (0.5, 0.5, 0.1, 0.1), median 0.3; MAE (0 + 0 + 0.2 + 0.2) / 4
+    = 0.1; the correlation of (0.5, -0.5, 0.1, -0.1) with (0.5, -0.5, -0.1, 0.1) is (0.25 + 0.25 - 0.01 - 0.01) / 0.52;
+    every pair is above a tenth of the median, half have the right sign; the argmax is right in state 0 only.
+    """
+    metrics = critic_benchmark().advantage_metrics(
+        q_learned=np.array([[0.6, -0.4], [0.2, 0.0], [0.0, 5.0]]),
+        q_true=np.array([[1.0, 0.0], [0.0, 0.2], [3.0, 0.0]]),
+        pi=np.full((3, 2), 0.5),
+        visits=np.array([100, 250, 99]),
+    )
+    expected = {
+        "states": 2,
+        "median_abs_advantage": 0.3,
+        "mae_ratio": 0.1 / 0.3,
+        "correlation": 0.48 / 0.52,
+        "sign_pairs": 4,
+        "sign_agreement": 0.5,
+        "argmax_agreement": 0.5,
+        "clear_states": 2,
+        "argmax_clear_agreement": 0.5,
+        "q_mae": (0.4 + 0.4 + 0.2 + 0.2) / 4,
+    }
+    assert metrics == pytest.approx(expected)
+
+
+def test_advantage_metrics_ignore_state_offsets_and_see_reversals():
+    """Advantages under pi are the same whatever is added to a state's Q; negated advantages get everything wrong."""
+    bench = critic_benchmark()
+    rng = np.random.default_rng(0)
+    q_true = rng.normal(size=(20, 4))
+    pi = rng.dirichlet(np.ones(4), size=20)
+    visits = np.full(20, 100)
+    shifted = bench.advantage_metrics(q_true + rng.normal(size=(20, 1)), q_true, pi, visits)
+    assert shifted["mae_ratio"] == pytest.approx(0.0, abs=1e-12) and shifted["correlation"] == pytest.approx(1.0)
+    assert shifted["sign_agreement"] == 1.0 and shifted["argmax_agreement"] == shifted["argmax_clear_agreement"] == 1.0
+    exact = bench.advantages(q_true, pi)
+    reversed_ = bench.advantage_metrics(q_true - 2 * exact, q_true, pi, visits)
+    assert reversed_["correlation"] == pytest.approx(-1.0) and reversed_["sign_agreement"] == 0.0
+    assert reversed_["argmax_agreement"] == reversed_["argmax_clear_agreement"] == 0.0 and reversed_[
+        "mae_ratio"
+    ] == pytest.approx(2 * np.abs(exact).mean() / np.median(np.abs(exact)))
+    np.testing.assert_allclose((pi * exact).sum(1), 0.0, atol=1e-12)
+
+
+def test_advantage_metrics_sign_threshold_and_ties():
+    """
+    Exact advantages (0, 0, -1, -1) and (-1.02, -1.02, -0.02, 0.02), median |A^pi| 0.51; learned (-0.5, 0.5, -1.5, -1.5) and
+    (-0.95, -0.95, 0.05, -0.05): every pair above a tenth of the median has the right sign, the +-0.02 pair does not.
+    State 0's learned argmax ties for the best action; state 1's is second best.
+    """
+    bench = critic_benchmark()
+    q_true = np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.04]])
+    pi = np.array([[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.5, 0.5]])
+    q_learned = np.array([[0.0, 1.0, -1.0, -1.0], [0.0, 0.0, 1.0, 0.9]])
+    visits = np.array([100, 100])
+    metrics = bench.advantage_metrics(q_learned, q_true, pi, visits)
+    assert metrics["median_abs_advantage"] == pytest.approx(0.51)
+    assert (metrics["sign_pairs"], metrics["sign_agreement"]) == (4, 1.0)
+    assert metrics["argmax_agreement"] == 0.5
+    # neither state's best action leads by more than a tenth of the median: state 0 ties, state 1 leads by 0.04
+    assert metrics["clear_states"] == 0 and np.isnan(metrics["argmax_clear_agreement"])
+    finer = bench.advantage_metrics(q_learned, q_true, pi, visits, sign_fraction=0.01)
+    assert (finer["sign_pairs"], finer["sign_agreement"]) == (6, pytest.approx(4 / 6))
+    assert (finer["clear_states"], finer["argmax_clear_agreement"]) == (1, 0.0)
+    with pytest.raises(ValueError, match="visited 100 times"):
+        bench.advantage_metrics(q_learned, q_true, pi, np.array([99, 0]))
+
+
+def test_dueling_head_has_mean_zero_advantages_and_survives_save_load(tmp_path):
+    model = model_for("escort", policy_kwargs={"dueling": True}, n_steps=8)
+    assert isinstance(model.policy.q_net, DuelingQHead) and isinstance(model.policy.critic_target.q_net, DuelingQHead)
+    model.learn(256)
+    _, obs = state_observations({"subgoals": []})
+    with th.no_grad():
+        latent = model.policy.mlp_extractor.forward_critic(obs)
+        value, advantage = model.policy.q_net.decompose(latent)
+        q = model.policy.q_values(obs)
+    assert value.shape == (len(obs), 1) and advantage.shape == (len(obs), 4)
+    th.testing.assert_close(advantage.mean(-1), th.zeros(len(obs)), atol=1e-6, rtol=0)
+    th.testing.assert_close(q, value + advantage)
+    assert advantage.abs().max() > 0 and value.abs().max() > 0
+    model.save(tmp_path / "qac.zip")
+    loaded = QAC.load(tmp_path / "qac.zip", env=fourrooms(), device="cpu")
+    assert loaded.policy.dueling and isinstance(loaded.policy.q_net, DuelingQHead)
+    with th.no_grad():
+        th.testing.assert_close(loaded.policy.q_values(obs), q)
+        th.testing.assert_close(loaded.policy.target_q_values(obs), model.policy.target_q_values(obs))
+
+
+def test_critic_replay_holds_the_last_rollouts_as_model_transitions():
+    """Three rollouts into a replay of two: the last two remain, every stored (s, a, r, s', d) is a step of the transition
+    model (or an episode's last step), and each rollout takes its on-policy steps plus ``replay_updates`` critic steps."""
+    mdp, _ = state_observations(NEAR_GOAL)
+    model = model_for(env=fourrooms(4, env_kwargs=NEAR_GOAL), replay_rollouts=2, replay_updates=3, n_epochs=1, batch_size=None)
+    model.learn(3 * model.n_steps * model.n_envs)
+    assert len(model.replay_buffer) == 2 and model._n_updates == 3 * (1 + 3)
+    obs, actions, rewards, next_obs, next_done = (np.concatenate(column) for column in zip(*model.replay_buffer))
+    assert len(actions) == 2 * model.n_steps * model.n_envs
+    states, next_states = obs[:, : mdp.n_states].argmax(1), next_obs[:, : mdp.n_states].argmax(1)
+    actions = actions.astype(int)
+    np.testing.assert_allclose(rewards, mdp.R[states, actions])
+    landing = mdp.P[states, actions].argmax(1)
+    assert next_done.sum() >= 2
+    np.testing.assert_array_equal(next_states[next_done == 0], landing[next_done == 0])
+    assert mdp.terminal[landing[next_done == 1]].all()
+
+
+def test_critic_replay_steps_move_the_critic_towards_one_step_expected_sarsa_targets():
+    """
+    Two models alike but for the replay, one rollout and ``train``: the same actor afterwards (replay steps are
+    critic-only, after the on-policy steps), and the replaying critic nearer ``r + gamma * (1 - d) * V_target(s')`` on
+    the rollout's transitions, with ``V_target`` and ``pi`` as they were before ``train``.
+    """
+    models, losses = {}, {}
+    for replay in (False, True):  # one after the other: building a model seeds the global generators
+        model = models[replay] = model_for(
+            env=fourrooms(4, env_kwargs=NEAR_GOAL),
+            actor_update="sampled",
+            learning_rate=1e-4,
+            replay_rollouts=int(replay),
+            replay_updates=4 * int(replay),
+        )
+        _, callback = model._setup_learn(model.n_steps * model.n_envs, None)
+        model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=model.n_steps)
+        buffer = model.rollout_buffer
+        obs = th.as_tensor(buffer.observations.reshape(-1, buffer.observations.shape[-1]))
+        actions = th.as_tensor(buffer.actions.reshape(-1)).long()
+        next_obs, next_done = model._next_steps()
+        with th.no_grad():
+            v_next = model.policy.target_values(th.as_tensor(next_obs)).flatten()
+        targets = th.as_tensor(buffer.rewards.reshape(-1)) + model.gamma * (1 - th.as_tensor(next_done.reshape(-1))) * v_next
+        model.train()
+        losses[replay] = critic_loss(model, obs, actions, targets)
+    assert models[True]._n_updates == models[False]._n_updates + 4
+    plain, replaying = (dict(models[replay].policy.named_parameters()) for replay in (False, True))
+    actor = [name for name in plain if name.startswith(("action_net.", "mlp_extractor.policy_net."))]
+    critic = [name for name in plain if name.startswith(("q_net.", "mlp_extractor.value_net."))]
+    assert actor and critic and all(th.equal(plain[name], replaying[name]) for name in actor)
+    assert not any(th.equal(plain[name], replaying[name]) for name in critic)
+    assert losses[True] < losses[False]
+    assert np.isfinite(models[True].logger.name_to_value["train/replay_critic_loss"])
+
+
+def test_policy_evaluation_with_replay_learns_q_and_save_load_starts_an_empty_replay(tmp_path):
+    """Bandit Q of the arms [1.0, 0.9, 0.1] to a tenth of the gap between the best two, learned with the critic replay;
+    the replay is not saved, and a loaded model fills its own."""
+    env = make_vec_env("Bandit-v0", n_envs=4, seed=0, env_kwargs={"render_mode": None})
+    model = QAC("MlpPolicy", env, actor_update="none", n_steps=8, replay_rollouts=8, replay_updates=4, seed=0, device="cpu")
+    model.learn(2000)
+    with th.no_grad():
+        np.testing.assert_allclose(model.policy.q_values(th.zeros(1, 1))[0].numpy(), [1.0, 0.9, 0.1], rtol=0, atol=0.01)
+    model.save(tmp_path / "qac.zip")
+    loaded = QAC.load(tmp_path / "qac.zip", env=env, device="cpu")
+    assert (loaded.replay_rollouts, loaded.replay_updates, len(loaded.replay_buffer)) == (8, 4, 0)
+    loaded.learn(64)
+    assert len(loaded.replay_buffer) == 2
