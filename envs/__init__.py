@@ -1,6 +1,7 @@
 """Registered environments and the exact tabular machinery behind them.
 
-Importing this package registers ``FourRooms-v0`` and ``Bandit-v0``; ``gym.make("envs:FourRooms-v0")`` imports it first.
+Importing this package registers ``FourRooms-v0``, ``Bandit-v0``, ``Digits-v0`` and, when ``minatar`` is installed,
+``MinAtar/<Game>-v0``/``-v1`` (``envs.minatar``); ``gym.make("envs:FourRooms-v0")`` imports it first.
 """
 
 from gymnasium.envs.registration import register
@@ -9,6 +10,7 @@ from envs.bandit import BanditEnv
 from envs.digits import DigitsEnv
 from envs.four_rooms import FourRoomsEnv
 from envs.make import make_vec_env
+from envs.minatar import MINATAR_IDS, MinAtarObservation, register_minatar
 from envs.seeding import env_seeds
 from envs.tabular import TabularMDP, discounted_visitation, policy_evaluation, value_iteration
 
@@ -20,11 +22,14 @@ register(
 )
 register(id="Bandit-v0", entry_point="envs.bandit:BanditEnv")
 register(id="Digits-v0", entry_point="envs.digits:DigitsEnv")
+register_minatar()
 
 __all__ = [
     "BanditEnv",
     "DigitsEnv",
     "FourRoomsEnv",
+    "MINATAR_IDS",
+    "MinAtarObservation",
     "TabularMDP",
     "discounted_visitation",
     "env_seeds",

@@ -1,4 +1,4 @@
-"""Make vectorised environments with the wrappers their family needs (Atari, MiniGrid, everything else)."""
+"""Make vectorised environments with the wrappers their family needs (Atari, MiniGrid, MinAtar, everything else)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,23 @@ import gymnasium as gym
 from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 
+from envs.minatar import MinAtarObservation
 from envs.seeding import TRAIN_STREAM, SeedSequenceDummyVecEnv, check_seed
 
-ATARI, MINIGRID, OTHER = "atari", "minigrid", "other"
+ATARI, MINIGRID, MINATAR, OTHER = "atari", "minigrid", "minatar", "other"
 
 #: For each family that needs an optional package: the module that registers its ids and the extra that installs it.
-FAMILY_PACKAGES: dict[str, tuple[str, str]] = {ATARI: ("ale_py", "atari"), MINIGRID: ("minigrid", "minigrid")}
+FAMILY_PACKAGES: dict[str, tuple[str, str]] = {
+    ATARI: ("ale_py", "atari"),
+    MINIGRID: ("minigrid", "minigrid"),
+    MINATAR: ("minatar", "minatar"),
+}
 #: Top-level package of a registered entry point -> family.
-ENTRY_POINT_FAMILIES: dict[str, str] = {"ale_py": ATARI, "minigrid": MINIGRID}
-#: Spellings of Atari and MiniGrid ids that are not registered (yet).
+ENTRY_POINT_FAMILIES: dict[str, str] = {"ale_py": ATARI, "minigrid": MINIGRID, "minatar": MINATAR}
+#: Spellings of Atari, MiniGrid and MinAtar ids that are not registered (yet).
 ATARI_SUFFIXES = ("NoFrameskip-v4", "NoFrameskip-v0", "Deterministic-v4", "Deterministic-v0")
 MINIGRID_PREFIXES = ("MiniGrid-", "BabyAI-")
+MINATAR_PREFIX = "MinAtar/"
 #: Frames per agent step and frames stacked in an observation, for every Atari id (DQN's and rl-zoo3's standard).
 ATARI_FRAME_SKIP = 4
 ATARI_FRAME_STACK = 4
@@ -31,18 +37,21 @@ def env_family(env_id: str) -> str:
     """Name the family of an environment id.
 
     By spelling first, so that an id names its family even when the family's package is missing: ``ALE/*`` and
-    ``*NoFrameskip-v4``/``*Deterministic-v4`` (and ``-v0``) are Atari, ``MiniGrid-*`` and ``BabyAI-*`` are MiniGrid.
-    Any other id belongs to the package of its registered entry point (``ale_py``: Atari, ``minigrid``: MiniGrid), after
-    importing the installed family packages, so ``Pong-v4`` is Atari too. Everything else is ``"other"``.
+    ``*NoFrameskip-v4``/``*Deterministic-v4`` (and ``-v0``) are Atari, ``MiniGrid-*`` and ``BabyAI-*`` are MiniGrid,
+    ``MinAtar/*`` is MinAtar. Any other id belongs to the package of its registered entry point (``ale_py``: Atari,
+    ``minigrid``: MiniGrid, ``minatar``: MinAtar), after importing the installed family packages, so ``Pong-v4`` is
+    Atari too. Everything else is ``"other"``.
 
     :param env_id: a Gymnasium id, e.g. ``ALE/Pong-v5``, ``BreakoutNoFrameskip-v4``, ``MiniGrid-DoorKey-5x5-v0``
-    :return: ``"atari"``, ``"minigrid"`` or ``"other"``
+    :return: ``"atari"``, ``"minigrid"``, ``"minatar"`` or ``"other"``
     """
     name = _split_id(env_id)[1]
     if name.startswith("ALE/") or name.endswith(ATARI_SUFFIXES):
         return ATARI
     if name.startswith(MINIGRID_PREFIXES):
         return MINIGRID
+    if name.startswith(MINATAR_PREFIX):
+        return MINATAR
     if name not in gym.registry:
         _import_installed_families()
     spec = gym.registry.get(name)
@@ -87,7 +96,8 @@ def ensure_registered(env_id: str) -> gym.envs.registration.EnvSpec:
     except gym.error.Error:
         close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}?" if close else "see gymnasium.pprint_registry() for the ids"
-        raise UnknownEnvError(f"unknown environment id '{env_id}': {hint}") from None
+        own = f"an env of your own: --gym-packages MODULE (the module that registers it), or --env MODULE:{name}"
+        raise UnknownEnvError(f"unknown environment id '{env_id}': {hint} ({own})") from None
 
 
 def install_hint(extra: str) -> str:
@@ -168,6 +178,13 @@ def _minigrid_setup(env_kwargs: dict[str, Any], training: bool) -> tuple[dict[st
     return dict(env_kwargs), ImgObsWrapper, None
 
 
+def _minatar_setup(env_kwargs: dict[str, Any], training: bool) -> tuple[dict[str, Any], Callable[..., gym.Env], None]:
+    """MinAtar's channel-last bool grid made channel-first float32 (``envs.minatar.MinAtarObservation``), for
+    ``policies.extractors.MinAtarCNN``. Sticky actions and difficulty ramping stay as the kwargs set them (MinAtar's
+    defaults: 0.1 and on), in training and evaluation alike."""
+    return dict(env_kwargs), MinAtarObservation, None
+
+
 def _plain_setup(env_kwargs: dict[str, Any], training: bool) -> tuple[dict[str, Any], None, None]:
     return dict(env_kwargs), None, None
 
@@ -176,6 +193,7 @@ def _plain_setup(env_kwargs: dict[str, Any], training: bool) -> tuple[dict[str, 
 FAMILY_SETUPS: dict[str, Callable[[dict[str, Any], bool], tuple[dict[str, Any], Any, Any]]] = {
     ATARI: _atari_setup,
     MINIGRID: _minigrid_setup,
+    MINATAR: _minatar_setup,
     OTHER: _plain_setup,
 }
 
@@ -252,6 +270,7 @@ def make_vec_env(
       clipping only when ``training``), 4 stacked frames; ``obs_type="ram"`` keeps the RAM vector (see
       :func:`_atari_setup`). ``Monitor`` sits below the wrappers, so episode statistics are real, unclipped game scores.
     - MiniGrid: ``ImgObsWrapper`` (the 7x7x3 symbolic view) for a small CNN (see :func:`_minigrid_setup`).
+    - MinAtar: the ``(C, 10, 10)`` float32 grid for ``MinAtarCNN`` (see :func:`_minatar_setup`).
     - Everything else: the env as registered, with ``Monitor``.
 
     Env seeds: copy ``i`` gets ``envs.seeding.env_seeds(seed, n_envs, seed_stream)[i]``, child ``i`` of child

@@ -16,12 +16,17 @@ from typing import Any
 from experiments.config import TABULAR_ALGOS, RunConfig, parse_key_values
 from experiments.errors import UsageError
 from experiments.study import StudyOptions
+from experiments.suites import add_suite_argument, apply_suites, study_groups
 
 #: Short flags, as rl-zoo3 spells them.
-SHORT_FLAGS = {"n_timesteps": "-n", "log_folder": "-f", "progress": "-P"}
+SHORT_FLAGS = {"n_timesteps": "-n", "log_folder": "-f", "progress": "-P", "conf_file": "-conf", "hyperparams": "-params"}
 #: Fields that take several values on the command line; more than one combination makes a study.
 GRID_FIELDS = ("algo", "env", "policy", "p")
-KEY_VALUE_FIELDS = ("hyperparams", "env_kwargs")
+KEY_VALUE_FIELDS = ("hyperparams", "env_kwargs", "eval_env_kwargs")
+#: Key-value fields whose absence differs from an empty mapping (None: take the default, see ``RunConfig``).
+OPTIONAL_FIELDS = ("eval_env_kwargs",)
+#: Element type of the fields that take a list.
+LIST_TYPES = {"list[int] | None": int, "list[int]": int, "list[str]": str}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_fields(parser, RunConfig)
     _add_fields(parser.add_argument_group("studies (several runs, on Dask)"), StudyOptions)
+    add_suite_argument(parser)
     return parser
 
 
@@ -51,13 +57,14 @@ def _add_fields(parser: Any, cls: type) -> None:
             flags.insert(0, SHORT_FLAGS[f.name])
         kwargs: dict[str, Any] = {"help": f.metadata["help"], "dest": f.name}
         if f.name in KEY_VALUE_FIELDS:
-            kwargs.update(nargs="*", default=[], metavar="KEY=VALUE")
+            kwargs.update(nargs="*", default=None if f.name in OPTIONAL_FIELDS else [], metavar="KEY=VALUE")
         elif f.type == "bool":
             kwargs.update(action="store_true", default=f.default)
         elif f.name in GRID_FIELDS:
             kwargs.update(nargs="+", type=float if f.name == "p" else str, default=[f.default])
-        elif str(f.type).startswith("list["):
-            kwargs.update(nargs="+", type=int, default=f.default)
+        elif str(f.type) in LIST_TYPES:
+            default = [] if f.default is dataclasses.MISSING else f.default
+            kwargs.update(nargs="+", type=LIST_TYPES[str(f.type)], default=default)
         else:
             kwargs.update(type=_field_type(f), default=f.default)
         parser.add_argument(*flags, **kwargs)
@@ -77,13 +84,15 @@ def parse_command(argv: Sequence[str]) -> tuple[list[RunConfig], StudyOptions]:
 
     args = vars(build_parser().parse_args(list(argv)))
     options = StudyOptions(**{f.name: args.pop(f.name) for f in dataclasses.fields(StudyOptions)})
+    suites = args.pop("suite")
     for name in KEY_VALUE_FIELDS:
-        args[name] = parse_key_values(args[name], f"--{name.replace('_', '-')}")
+        if args[name] is not None:
+            args[name] = parse_key_values(args[name], f"--{name.replace('_', '-')}")
     grid = [{}]
     for name in GRID_FIELDS:
         grid = [{**g, name: value} for g in grid for value in dict.fromkeys(args[name])]
     configs = [RunConfig(**{**args, **g}) for g in grid]
-    return expand_seeds(configs, options.seeds), options
+    return apply_suites(expand_seeds(configs, options.seeds), suites, argv), options
 
 
 def parse_configs(argv: Sequence[str]) -> list[RunConfig]:
@@ -95,8 +104,8 @@ def parse_configs(argv: Sequence[str]) -> list[RunConfig]:
 def is_study(configs: Sequence[RunConfig], options: StudyOptions) -> bool:
     """:param configs: the runs
     :param options: the study options
-    :return: whether the command runs a study: several runs, or a study name or a cluster given"""
-    return len(configs) > 1 or options.study is not None or options.cluster is not None
+    :return: whether the command runs a study: several runs, or a study name, a cluster or --tune given"""
+    return len(configs) > 1 or options.study is not None or options.cluster is not None or bool(options.tune)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return evaluate_main(argv)
         configs, options = parse_command(argv)
         if is_study(configs, options):
-            return _study(configs, options)
+            return _studies(configs, options)
         return _train(configs[0])
     except UsageError as err:
         print(f"train.py: error: {err}", file=sys.stderr)
@@ -193,7 +202,7 @@ def _study(configs: list[RunConfig], options: StudyOptions) -> int:
 
     if any(c.resume or c.checkpoint_freq > 0 for c in configs):
         raise UsageError("a study resumes by running the same command again: leave out --resume and --checkpoint-freq")
-    study = make_study(configs, options.study)
+    study = make_study(configs, options.study, options.tune)
     where = options.cluster or f"a local Dask cluster ({min(options.workers, len(configs))} workers)"
     if configs[0].verbose:
         print(f"study {study.name}: {len(configs)} runs in {study.folder}, on {where}", flush=True)
@@ -202,6 +211,16 @@ def _study(configs: list[RunConfig], options: StudyOptions) -> int:
     if outcome.interrupted:
         return 130
     return 1 if outcome.failed else 0
+
+
+def _studies(configs: list[RunConfig], options: StudyOptions) -> int:
+    """One study, or one per group of runs with their own settings (a suite's envs with other budgets or kwargs)."""
+    status = 0
+    for group, name in study_groups(configs, options.study):
+        status = max(status, _study(group, dataclasses.replace(options, study=name)))
+        if status == 130:
+            break
+    return status
 
 
 def build_report_parser() -> argparse.ArgumentParser:

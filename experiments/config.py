@@ -96,6 +96,28 @@ class RunConfig:
         default_factory=dict,
         metadata={"help": "keyword arguments of the environment, k=v with YAML values (e.g. subgoals=[] slip=0.1)"},
     )
+    eval_env_kwargs: dict[str, Any] | None = field(
+        default=None,
+        metadata={
+            "help": "keyword arguments of the evaluation env, k=v with YAML values (e.g. slip=0.0 to train with slip and "
+            "evaluate without); default: the training env's --env-kwargs; the flag with no pairs: the registered defaults"
+        },
+    )
+    n_eval_envs: int = field(default=1, metadata={"help": "parallel copies of the evaluation env (rl-zoo3's --n-eval-envs)"})
+    conf_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "YAML hyperparameter file in rl-zoo3's layout (a block per env id, family blocks atari/minigrid, an "
+            "optional default block) used instead of hyperparams/<algo>.yml; config.yml records its path and SHA-256"
+        },
+    )
+    gym_packages: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "modules to import before any env is made, so that the envs they register can be used (as rl-zoo3's "
+            "--gym-packages; study workers import them too); --env MODULE:ID imports one module for one id"
+        },
+    )
     log_folder: str = field(default="logs", metadata={"help": "folder that receives one sub-folder per run"})
     progress: bool = field(default=False, metadata={"help": "show a progress bar (always on in an interactive terminal)"})
     checkpoint_freq: int = field(
@@ -113,6 +135,11 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """:return: the fields as plain Python values (for ``config.yml``)."""
         return dataclasses.asdict(self)
+
+    @property
+    def evaluation_env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the evaluation env: ``--eval-env-kwargs`` where given, else the training env's."""
+        return dict(self.env_kwargs if self.eval_env_kwargs is None else self.eval_env_kwargs)
 
     @property
     def start_pi0(self) -> float:

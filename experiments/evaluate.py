@@ -1,7 +1,8 @@
 """Evaluate a saved run, and record a video of one of its episodes: ``train.py --eval RUN_FOLDER [--video]``.
 
 A run folder (written by ``experiments.run.run``) holds ``config.yml`` (the run's config and resolved hyperparameters),
-``model.zip`` and, for normalised observations, ``vecnormalize.pkl``. Evaluation rebuilds the run's env with
+``model.zip`` (the model at the end of training; ``best_model.zip``, the model at its best periodic evaluation, with
+``--best``) and, for normalised observations, ``vecnormalize.pkl``. Evaluation rebuilds the run's env with
 evaluation preprocessing (Atari: full games, unclipped scores) and its normalisation statistics, and plays episodes
 with the run's action rule (greedy for our envs, sampled for Atari and MiniGrid, as during training).
 """
@@ -22,13 +23,14 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
-from envs.make import ATARI, ATARI_FRAME_SKIP, env_family, make_vec_env
+from envs.make import ATARI, ATARI_FRAME_SKIP, env_family
 from envs.seeding import EVAL_STREAM, env_seeds
 from experiments.config import RunConfig, load_yaml
 from experiments.errors import UsageError
 from experiments.results import CONFIG_FILE
-from experiments.sb3_run import MODEL_FILE, NORMALIZE_FILE, SB3_ALGOS, eval_deterministic
+from experiments.sb3_run import BEST_MODEL_FILE, MODEL_FILE, NORMALIZE_FILE, SB3_ALGOS, eval_deterministic, run_vec_env
 from experiments.tabular_eval import greedy_report
+from experiments.zoo import import_gym_packages, normalize_kwargs
 
 #: Video file name in the run folder when ``--video`` names none.
 VIDEO_FILE = "episode.gif"
@@ -43,6 +45,7 @@ class SavedRun:
     folder: Path
     config: RunConfig
     hp: dict[str, Any]
+    model_file: str = MODEL_FILE
 
     @property
     def deterministic(self) -> bool:
@@ -92,10 +95,11 @@ class Video:
     finished: bool
 
 
-def load_run(folder: str | Path) -> SavedRun:
-    """Read a run folder's config and check that it holds a model this module can load.
+def load_run(folder: str | Path, best: bool = False) -> SavedRun:
+    """Read a run folder's config, import its ``--gym-packages``, and check that it holds a model this module can load.
 
     :param folder: the run folder
+    :param best: the model at its best periodic evaluation (``best_model.zip``) instead of the last one
     :return: the run
     """
     folder = Path(folder)
@@ -109,7 +113,12 @@ def load_run(folder: str | Path) -> SavedRun:
         raise UsageError(f"--eval reads runs of {', '.join(SB3_ALGOS)}, not of --algo {config.algo} ({folder})")
     if not (folder / MODEL_FILE).is_file():
         raise UsageError(f"{folder} has no {MODEL_FILE}: the run did not finish; train it again")
-    return SavedRun(folder, config, dict(data.get("resolved_hyperparams") or {}))
+    if best and not (folder / BEST_MODEL_FILE).is_file():
+        raise UsageError(
+            f"{folder} has no {BEST_MODEL_FILE}: it had no periodic evaluation (--eval-freq 0, or above -n); leave out --best"
+        )
+    import_gym_packages(config.gym_packages)
+    return SavedRun(folder, config, dict(data.get("resolved_hyperparams") or {}), BEST_MODEL_FILE if best else MODEL_FILE)
 
 
 def load_model(run: SavedRun, device: str = "cpu", seed: int | None = None) -> BaseAlgorithm:
@@ -118,7 +127,7 @@ def load_model(run: SavedRun, device: str = "cpu", seed: int | None = None) -> B
     :param seed: the evaluation seed (default: the run's); the sampled actions are seeded with the evaluation env's
         own seed, derived from it
     :return: its model, loaded by its algorithm's class"""
-    model = SB3_ALGOS[run.config.algo].load_class().load(run.folder / MODEL_FILE, device=device)
+    model = SB3_ALGOS[run.config.algo].load_class().load(run.folder / run.model_file, device=device)
     model.set_random_seed(env_seeds(eval_seed(run, seed), 1, EVAL_STREAM)[0])
     return model
 
@@ -135,7 +144,8 @@ def eval_seed(run: SavedRun, seed: int | None = None) -> int:
 
 
 def make_eval_env(run: SavedRun, seed: int | None = None) -> VecEnv:
-    """One copy of the run's env, with evaluation preprocessing, its frame stack and its normalisation statistics.
+    """One copy of the run's evaluation env (its ``--eval-env-kwargs``, default its ``--env-kwargs``), with evaluation
+    preprocessing, its ``env_wrapper``, its frame stack and its normalisation statistics.
 
     :param run: the run
     :param seed: the evaluation seed, from which the env's seed is derived on the evaluation stream (default: the
@@ -143,13 +153,13 @@ def make_eval_env(run: SavedRun, seed: int | None = None) -> VecEnv:
     :return: the env (``render()`` gives RGB frames)
     """
     config = run.config
-    env = make_vec_env(
+    env = run_vec_env(
         config.env,
         1,
         eval_seed(run, seed),
-        env_kwargs=config.env_kwargs,
+        run.hp,
+        env_kwargs=config.evaluation_env_kwargs,
         training=False,
-        frame_stack=run.hp.get("frame_stack"),
         batched=False,
         seed_stream=EVAL_STREAM,
     )
@@ -157,14 +167,19 @@ def make_eval_env(run: SavedRun, seed: int | None = None) -> VecEnv:
     if stats.is_file():
         env = VecNormalize.load(str(stats), env)
         env.training, env.norm_reward = False, False
-    elif run.hp.get("normalize"):
+    elif normalize_kwargs(run.hp.get("normalize")) is not None:
         env.close()
         raise UsageError(f"{run.folder} was trained with normalized observations but has no {NORMALIZE_FILE}")
     return env
 
 
 def evaluate_run(
-    folder: str | Path, episodes: int = 10, seed: int | None = None, deterministic: bool | None = None, device: str = "cpu"
+    folder: str | Path,
+    episodes: int = 10,
+    seed: int | None = None,
+    deterministic: bool | None = None,
+    device: str = "cpu",
+    best: bool = False,
 ) -> Evaluation:
     """Play ``episodes`` episodes with a saved run's model.
 
@@ -173,16 +188,17 @@ def evaluate_run(
     :param seed: the evaluation seed (default: the run's seed: its own evaluation env; see :func:`eval_seed`)
     :param deterministic: greedy actions (default: the run's rule)
     :param device: torch device
+    :param best: evaluate ``best_model.zip`` (the model at its best periodic evaluation)
     :return: the returns (Atari: game scores) and lengths, and for envs with a transition model the exact report
     """
     if episodes <= 0:
         raise UsageError(f"--eval-episodes must be > 0 (got {episodes})")
-    run = load_run(folder)
+    run = load_run(folder, best)
     model = load_model(run, device, seed)
     env = make_eval_env(run, seed)
     greedy = run.deterministic if deterministic is None else deterministic
     returns, lengths = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=greedy, return_episode_rewards=True)
-    report = greedy_report(model, run.config.env, run.config.env_kwargs, env)
+    report = greedy_report(model, run.config.env, run.config.evaluation_env_kwargs, env)
     env.close()
     return Evaluation([float(r) for r in returns], [int(n) for n in lengths], greedy, report)
 
@@ -288,6 +304,7 @@ def record_video(
     deterministic: bool | None = None,
     device: str = "cpu",
     max_steps: int = 10_000,
+    best: bool = False,
 ) -> Video:
     """Record one episode of a saved run as a GIF or MP4 (FourRooms and MiniGrid: the grid; Atari: the game screen).
 
@@ -297,21 +314,25 @@ def record_video(
     :param deterministic: greedy actions (default: the run's rule)
     :param device: torch device
     :param max_steps: agent steps after which the recording stops
+    :param best: record ``best_model.zip`` (the model at its best periodic evaluation)
     :return: what was written
     """
-    run = load_run(folder)
+    run = load_run(folder, best)
     episode = play_episode(run, seed, deterministic, device, max_steps)
     out = write_video(episode.frames, run.folder / VIDEO_FILE if path is None else path, episode.fps)
     return Video(out, len(episode.frames), episode.episode_return, episode.finished)
 
 
-def path_picture(folder: str | Path, path: str | Path, seed: int | None = None, device: str = "cpu") -> Path:
+def path_picture(
+    folder: str | Path, path: str | Path, seed: int | None = None, device: str = "cpu", best: bool = False
+) -> Path:
     """Draw the grid with the path of one greedy episode (envs with a ``cells`` grid and ``info["state"]``: FourRooms).
 
     :param folder: the run folder
     :param path: the picture (PNG)
     :param seed: the evaluation seed (default: the run's seed: its own evaluation env; see :func:`eval_seed`)
     :param device: torch device
+    :param best: draw ``best_model.zip``'s path (the model at its best periodic evaluation)
     :return: the path
     """
     import matplotlib
@@ -319,8 +340,8 @@ def path_picture(folder: str | Path, path: str | Path, seed: int | None = None, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    run = load_run(folder)
-    env = gym.make(run.config.env, **run.config.env_kwargs).unwrapped
+    run = load_run(folder, best)
+    env = gym.make(run.config.env, **run.config.evaluation_env_kwargs).unwrapped
     if not hasattr(env, "cells"):
         raise UsageError(f"{run.config.env} is not a grid with cells (as FourRooms-v0 is): record a --video instead")
     episode = play_episode(run, seed, deterministic=True, device=device, max_steps=1_000)
@@ -368,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluation env)",
     )
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto (default: cpu)")
+    parser.add_argument(
+        "--best",
+        action="store_true",
+        help=f"evaluate (and record) {BEST_MODEL_FILE}, the model at its best periodic evaluation, instead of {MODEL_FILE}",
+    )
     return parser
 
 
@@ -384,19 +410,20 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     if args.seed is not None and args.seed < 0:
         raise UsageError(f"--seed must be >= 0 (got {args.seed})")
-    result = evaluate_run(args.eval, args.eval_episodes, args.seed, device=args.device)
-    run = load_run(args.eval)
+    result = evaluate_run(args.eval, args.eval_episodes, args.seed, device=args.device, best=args.best)
+    run = load_run(args.eval, args.best)
     actions = "greedy" if result.deterministic else "sampled"
     print(
-        f"{run.config.env} {run.config.algo} {run.config.run_name}: return {result.mean:.3f} +- {result.std:.3f} "
+        f"{run.config.env} {run.config.algo} {run.config.run_name} ({run.model_file}): "
+        f"return {result.mean:.3f} +- {result.std:.3f} "
         f"over {len(result.returns)} episode{'s' if len(result.returns) > 1 else ''} ({actions} actions)"
     )
     if "fraction_of_optimal" in result.report:
         print(f"greedy policy reaches {100 * result.report['fraction_of_optimal']:.1f}% of V* (start state)")
     if args.video and Path(args.video).suffix.lower() == ".png":
-        print(f"picture: {path_picture(args.eval, args.video, args.seed, device=args.device)}")
+        print(f"picture: {path_picture(args.eval, args.video, args.seed, device=args.device, best=args.best)}")
     elif args.video is not None:
-        video = record_video(args.eval, args.video or None, args.seed, device=args.device)
+        video = record_video(args.eval, args.video or None, args.seed, device=args.device, best=args.best)
         ending = "episode ended" if video.finished else "stopped before the episode ended"
         print(f"video: {video.path} ({video.n_frames} frames, return {video.episode_return:.3f}, {ending})")
     return 0

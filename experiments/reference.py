@@ -25,7 +25,7 @@ runs: ``final_value``; SB3 runs: ``greedy_value``), else supervised ``test_accur
 (V^pi of the current policy); supervised ``test_accuracy`` is the argmax prediction's (greedy); SB3's
 ``fraction_of_optimal`` and ``greedy_value`` are the greedy policy's, and its ``eval_return`` and ``final_return``
 are greedy iff the evaluation was deterministic (``eval_deterministic`` of the resolved hyperparameters, else greedy
-for every env but Atari and MiniGrid, as ``experiments.sb3_run.eval_deterministic``).
+for every env but Atari, MiniGrid and MinAtar, as ``experiments.sb3_run.eval_deterministic``).
 
 **In results.csv** (``experiments.study.run_rows``) each run carries, at its last timestep, the metrics of
 ``reference_metrics``: ``normalized_score``, ``reference_random`` and ``reference_target`` when a reference applies,
@@ -59,8 +59,9 @@ MODEL_METRICS = ("final_value", "greedy_value")
 ALGO_POLICIES = {"exact": STOCHASTIC, "tabular": STOCHASTIC, "supervised": GREEDY}
 #: SB3 metrics computed exactly from the greedy policy (``experiments.tabular_eval.greedy_report``).
 GREEDY_METRICS = ("greedy_value", "fraction_of_optimal", "optimal_value")
-#: Families whose SB3 evaluations sample actions by default (rl-zoo3 evaluates them stochastically).
-STOCHASTIC_FAMILIES = ("atari", "minigrid")
+#: Families whose SB3 evaluations sample actions by default (rl-zoo3 evaluates Atari and MiniGrid stochastically,
+#: gymnax-blines MinAtar).
+STOCHASTIC_FAMILIES = ("atari", "minigrid", "minatar")
 MODEL_SOURCES = (
     "V of the uniform policy from rho (envs.policy_evaluation on the transition model, with the run's env kwargs)",
     "V*(rho) (envs.value_iteration on the transition model, with the run's env kwargs)",
@@ -261,7 +262,7 @@ def score_metric(metrics: Iterable[str]) -> str | None:
 def eval_greedy(env_id: str, hp: Mapping[str, Any]) -> bool:
     """:param env_id: the env id
     :param hp: resolved hyperparameters (``eval_deterministic`` wins when given)
-    :return: whether SB3 evaluations take the greedy action: yes but for Atari and MiniGrid"""
+    :return: whether SB3 evaluations take the greedy action: yes but for Atari, MiniGrid and MinAtar"""
     if "eval_deterministic" in hp:
         return bool(hp["eval_deterministic"])
     from envs.make import env_family

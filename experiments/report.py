@@ -6,11 +6,17 @@ the conclusions carry 95% confidence intervals. Cross-env aggregates use each ru
 uniform policy's value on the transition model, or the random and target scores of ``reference_scores.yml``), so a
 run's score is the same whatever else the study holds. An env whose runs have no reference is shown in the per-env
 table and the curves, named as such, and left out of every aggregate. Every score is labelled with the policy it
-evaluates: greedy or stochastic (``experiments.reference.score_policy``).
+evaluates: greedy or stochastic (``experiments.reference.score_policy``). An env is a task of its own per env kwargs,
+named with them in every table and figure (``FourRooms-v0 (slip=0.1)``), so a suite's variants of an env stay apart.
+
+A tuned study (``experiments.tuning``) adds a section on its tuning from ``selected.yml``: the selected values of each
+group with their tuning scores, and a sensitivity plot per env; every other section compares the final runs alone (the
+tuning runs stay in ``tuning/``, a study with its own report, whose policies are labelled with their grid point).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,13 +27,15 @@ import pandas as pd
 from experiments.config import RunConfig
 from experiments.errors import UsageError
 from experiments.reference import SCORE_METRICS, no_reference_reason, reference_sources, score_metric, score_policy
-from experiments.study import FAILED_DIR, RESULTS_FILE, complete_runs, format_duration, load_spec, policy_label
+from experiments.study import FAILED_DIR, RESULTS_FILE, complete_runs, format_duration, load_spec, policy_label, read_results
+from experiments.tuning import POINT_COLUMN, SELECTED_FILE, env_label, load_selected, point_text, value_text
 
 REPORT_FILE = "report.md"
 CURVES_PNG = "curves.png"
 AGGREGATES_PNG = "aggregates.png"
 IMPROVEMENT_PNG = "improvement.png"
 PROFILES_PNG = "profiles.png"
+SENSITIVITY_PNG = "sensitivity.png"
 #: Learning-curve metrics, by preference: evaluation return (SB3), exact V(rho) (exact PG), test accuracy (supervised).
 CURVE_METRICS = ("eval_return", "value", "test_accuracy")
 #: At most this many points per learning curve are bootstrapped and drawn.
@@ -54,11 +62,16 @@ EPISODE_METRICS = ("final_return", "eval_return")
 
 def load_table(folder: Path) -> pd.DataFrame:
     """:param folder: a study folder
-    :return: its results table with a ``label`` column (policy, with algo when the study has several)"""
+    :return: its results table with a ``label`` column (policy, with algo when the study has several); ``env`` names
+        each env with its kwargs (``FourRooms-v0 (slip=0.1)``: variants of an env are reported apart), ``env_id`` is the
+        id alone and ``env_kwargs`` the kwargs as JSON text (``""``: none)"""
     path = Path(folder) / RESULTS_FILE
     if not path.exists():
         raise UsageError(f"{folder} has no {RESULTS_FILE}: run the study first (python train.py ... with several runs)")
-    table = pd.read_csv(path)
+    table = read_results(folder)
+    table["env_id"] = table["env"]
+    labels = {key: env_label(key[0], _kwargs(key[1])) for key in set(zip(table["env_id"], table["env_kwargs"]))}
+    table["env"] = [labels[key] for key in zip(table["env_id"], table["env_kwargs"])]
     if table.empty:
         raise UsageError(f"{folder} has no complete run yet: nothing to report")
     several_algos = table["algo"].nunique() > 1
@@ -67,7 +80,15 @@ def load_table(folder: Path) -> pd.DataFrame:
         for key in table[["algo", "policy", "p"]].drop_duplicates().itertuples(index=False, name=None)
     }
     table["label"] = [labels[k] for k in zip(table["algo"], table["policy"], table["p"])]
+    if POINT_COLUMN in table.columns:  # a tuning grid: one label per policy and grid point
+        table["label"] = table["label"] + " " + table[POINT_COLUMN].fillna("").astype(str)
     return table
+
+
+def _kwargs(text: str) -> dict[str, Any]:
+    """:param text: an ``env_kwargs`` cell of ``results.csv``
+    :return: the env kwargs"""
+    return json.loads(text) if text else {}
 
 
 def ordered_labels(table: pd.DataFrame) -> list[str]:
@@ -81,10 +102,11 @@ def final_scores(table: pd.DataFrame) -> pd.DataFrame:
     """One final score per run, raw and normalised (``normalized_score``, written by the run's own reference).
 
     :param table: results with labels
-    :return: a frame (env, label, algo, seed, metric, policy, raw, score, random, target, eval_deterministic); ``score``,
-        ``random`` and ``target`` are NaN for a run without a reference
+    :return: a frame (env, env_id, env_kwargs, label, algo, seed, metric, policy, raw, score, random, target,
+        eval_deterministic); ``score``, ``random`` and ``target`` are NaN for a run without a reference
     """
     last = _last_values(table)
+    envs = dict(zip(table["env"], zip(table["env_id"], table["env_kwargs"])))
     rows = []
     for (env, label, algo, seed), values in last.iterrows():
         present = values.dropna()
@@ -93,14 +115,17 @@ def final_scores(table: pd.DataFrame) -> pd.DataFrame:
             continue
         flag = present.get("eval_deterministic")
         hp = {} if flag is None else {"eval_deterministic": bool(flag)}
+        env_id, env_kwargs = envs[env]
         rows.append(
             {
                 "env": env,
+                "env_id": env_id,
+                "env_kwargs": env_kwargs,
                 "label": label,
                 "algo": algo,
                 "seed": seed,
                 "metric": metric,
-                "policy": score_policy(str(algo), str(env), hp, metric),
+                "policy": score_policy(str(algo), str(env_id), hp, metric),
                 "raw": float(present[metric]),
                 **{column: float(values.get(name, np.nan)) for column, name in REFERENCE_COLUMNS.items()},
                 "eval_deterministic": np.nan if flag is None else float(flag),
@@ -134,7 +159,7 @@ def run_policies(scores: pd.DataFrame, metric: str) -> str:
     policies = {
         score_policy(
             str(r.algo),
-            str(r.env),
+            str(r.env_id),
             {} if np.isnan(r.eval_deterministic) else {"eval_deterministic": bool(r.eval_deterministic)},
             metric,
         )
@@ -289,7 +314,9 @@ def write_report(folder: Path, reps: int = 2000, seed: int = 0) -> Path:
     folder = Path(folder)
     spec = load_spec(folder)
     table = load_table(folder)
-    lines = _header(folder, spec, table, reps) + _body(folder, table, spec.get("settings") or {}, reps, seed)
+    selected = load_selected(folder)
+    lines = _header(folder, spec, table, reps) + (_tuning_section(selected, folder / SENSITIVITY_PNG) if selected else [])
+    lines += _body(folder, table, spec.get("settings") or {}, reps, seed)
     path = folder / REPORT_FILE
     tmp = path.with_name(f"{REPORT_FILE}.tmp")
     tmp.write_text("\n".join(lines).rstrip() + "\n")
@@ -304,7 +331,7 @@ def _body(folder: Path, table: pd.DataFrame, settings: dict[str, Any], reps: int
     referenced = scores[scores["score"].notna()]
     matrices, envs, notes = score_matrices(referenced, labels) if not referenced.empty else ({}, [], [])
     left_out = sorted(set(scores["env"]) - set(referenced["env"]))
-    lines = _scores_section(scores, settings.get("env_kwargs") or {}, episodes)
+    lines = _scores_section(scores, episodes)
     if matrices:
         notes = [*notes, *([f"Left out (no reference): {', '.join(left_out)}."] if left_out else [])]
         points, intervals = aggregate_estimates(matrices, reps, seed)
@@ -315,7 +342,7 @@ def _body(folder: Path, table: pd.DataFrame, settings: dict[str, Any], reps: int
     else:
         lines += _no_aggregates_section(left_out, notes)
     lines += _per_env_section(scores, labels, episodes, reps, seed)
-    lines += _curves_section(table, scores, labels, episodes, reps, seed, folder / CURVES_PNG)
+    lines += _curves_section(table, scores, labels, episodes, reps, seed, folder / CURVES_PNG, settings)
     return lines + _failures_section(folder)
 
 
@@ -326,7 +353,7 @@ def _header(folder: Path, spec: dict[str, Any], table: pd.DataFrame, reps: int) 
     n_grid = len(spec.get("runs", []))
     settings = spec.get("settings", {})
     defaults = RunConfig().to_dict()
-    setting_text = ", ".join(f"{k}={v}" for k, v in settings.items() if v != defaults.get(k)) or "defaults"
+    setting_text = ", ".join(f"{k}={v}" for k, v in settings.items() if v != defaults.get(k) and k != "tune") or "defaults"
     wall = table[table["metric"] == "wall_time"].drop_duplicates(["env", "algo", "policy", "p", "seed"])["value"].sum()
     return [
         f"# Study {spec.get('name', folder.name)}",
@@ -334,7 +361,7 @@ def _header(folder: Path, spec: dict[str, Any], table: pd.DataFrame, reps: int) 
         f"{n_runs} complete runs ({n_grid} in study.yml); envs: {', '.join(sorted(table['env'].unique()))}; "
         f"policies: {', '.join(ordered_labels(table))}; seeds: {table['seed'].nunique()}; "
         f"total training time {format_duration(float(wall))}.",
-        f"Settings: {setting_text}.",
+        f"Settings: {setting_text}.{_budgets(spec.get('runs') or [])}",
         "",
         f"Intervals are 95% stratified-bootstrap confidence intervals over runs (rliable {version('rliable')}, "
         f"{reps} replications). Regenerate with `python train.py report {folder}`; data: `{RESULTS_FILE}`.",
@@ -342,7 +369,19 @@ def _header(folder: Path, spec: dict[str, Any], table: pd.DataFrame, reps: int) 
     ]
 
 
-def _scores_section(scores: pd.DataFrame, env_kwargs: dict[str, Any], episodes: int) -> list[str]:
+def _budgets(runs: list[dict[str, Any]]) -> str:
+    """:param runs: the runs of ``study.yml``
+    :return: `` Budget per run: ...`` (steps, iterations or epochs: one for all envs, or per env); ``""`` when no run
+        records one (a study whose budget is a shared setting, or the hyperparameter files')"""
+    budgets = {env_label(r["env"], r.get("env_kwargs") or {}): r["n_timesteps"] for r in runs if r.get("n_timesteps")}
+    if not budgets:
+        return ""
+    if len(set(budgets.values())) == 1:
+        return f" Budget per run: {next(iter(budgets.values())):,}."
+    return " Budget per run: " + ", ".join(f"{env} {steps:,}" for env, steps in sorted(budgets.items())) + "."
+
+
+def _scores_section(scores: pd.DataFrame, episodes: int) -> list[str]:
     lines = [
         "## Scores",
         "",
@@ -354,11 +393,13 @@ def _scores_section(scores: pd.DataFrame, env_kwargs: dict[str, Any], episodes: 
         "| env | final score | random | target | reference |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for (env, metric, policy), runs in scores.groupby(["env", "metric", "policy"], sort=True):
+    for (env, env_id, env_kwargs, metric, policy), runs in scores.groupby(
+        ["env", "env_id", "env_kwargs", "metric", "policy"], sort=True
+    ):
         name = score_label(str(metric), str(policy), episodes)
-        sources = reference_sources(str(metric), str(env)) if runs["score"].notna().any() else None
+        sources = reference_sources(str(metric), str(env_id)) if runs["score"].notna().any() else None
         if sources is None:
-            reason = no_reference_reason(str(env), env_kwargs)
+            reason = no_reference_reason(str(env_id), _kwargs(str(env_kwargs)))
             lines.append(f"| {env} | {name} | - | - | no reference ({reason}): not in the aggregates |")
             continue
         cells = [_values(runs[column]) for column in ("random", "target")]
@@ -472,7 +513,14 @@ def _per_env_section(scores: pd.DataFrame, labels: list[str], episodes: int, rep
 
 
 def _curves_section(
-    table: pd.DataFrame, scores: pd.DataFrame, labels: list[str], episodes: int, reps: int, seed: int, png: Path
+    table: pd.DataFrame,
+    scores: pd.DataFrame,
+    labels: list[str],
+    episodes: int,
+    reps: int,
+    seed: int,
+    png: Path,
+    settings: dict[str, Any] | None = None,
 ) -> list[str]:
     envs = sorted(table["env"].unique())
     panels = []
@@ -483,11 +531,32 @@ def _curves_section(
             panels.append((env, name, curves(table, env, metric, labels, reps, seed)))
     lines = ["## Learning curves", ""]
     if not panels:
-        return [*lines, "No run recorded a learning curve (periodic evaluation was off: --eval-freq 0).", ""]
+        return [*lines, f"No run recorded a learning curve ({_no_curve_reason(table, settings or {})}).", ""]
     _plot_curves(panels, labels, png)
     lines += ["IQM over seeds at each evaluation, with 95% bootstrap bands, of:", ""]
     lines += [f"- {env}: {name}" for env, name, _ in panels]
     return [*lines, "", f"![learning curves]({png.name})", ""]
+
+
+def _no_curve_reason(table: pd.DataFrame, settings: dict[str, Any]) -> str:
+    """:param table: the results
+    :param settings: the study's shared settings
+    :return: why no run has an evaluation curve, from the study's own ``--eval-freq`` and budget"""
+    eval_freq = int(settings.get("eval_freq", RunConfig().eval_freq))
+    if eval_freq <= 0:
+        return f"periodic evaluation was off: --eval-freq {eval_freq}"
+    steps = int(table["timesteps"].max())
+    return f"no periodic evaluation ran: --eval-freq {eval_freq}, runs of at most {steps:,} steps"
+
+
+def _figure_caption(folder: Path) -> str:
+    """:param folder: a study folder
+    :return: what a figure of it aggregates: the number of runs and seeds and the budget of each run"""
+    table = load_table(folder)
+    runs = table.groupby(["env", "algo", "policy", "p", "seed"])["timesteps"].max()
+    low, high = int(runs.min()), int(runs.max())
+    budget = f"{low:,}" if low == high else f"{low:,} to {high:,}"
+    return f"{len(runs)} runs, {table['seed'].nunique()} seeds; budget {budget} steps (iterations, epochs) per run"
 
 
 def _failures_section(folder: Path) -> list[str]:
@@ -503,6 +572,114 @@ def _failures_section(folder: Path) -> list[str]:
     return [*lines, "", f"Full tracebacks: `{FAILED_DIR}/`.", ""]
 
 
+def _tuning_section(selected: dict[str, Any], png: Path) -> list[str]:
+    groups = sorted(selected.get("groups") or [], key=lambda g: (_env_name(g), g["policy"] != BASELINE))
+    grid = selected.get("grid") or {}
+    seeds = selected.get("tuning_seeds") or []
+    n_points = int(np.prod([len(v) for v in grid.values()])) if grid else 0
+    values = "; ".join(f"{k} in {{{', '.join(value_text(v) for v in vs)}}}" for k, vs in grid.items())
+    per = (
+        "one setting per (algo, policy, p) for all envs was selected by the IQM over tuning seeds and envs of"
+        if selected.get("across_envs")
+        else "one setting per (algo, env, policy, p) was selected by the IQM over the tuning seeds of"
+    )
+    lines = [
+        "## Tuning",
+        "",
+        f"Tune then test: every grid point ({values}: {n_points} points) ran on {len(seeds)} tuning seed(s) "
+        f"({_seed_range(seeds)}), disjoint from the final seeds; {per} each run's "
+        f"{selected.get('metric_description', selected.get('metric'))}, with a 95% CI; rule: {selected.get('rule')}. "
+        f"Every other section compares the final runs alone, with the selected values. Every grid point's score: "
+        f"`{SELECTED_FILE}`; the tuning runs and their own report: `tuning/`.",
+        "",
+        "| env | policy | selected | tuning score | other points whose CI overlaps |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    several = len({g["algo"] for g in groups}) > 1
+    for group in groups:
+        best = next(s for s in group["scores"] if s["point"] == group["selected"])
+        overlap = sum(s["ci"][1] >= best["ci"][0] and s["ci"][0] <= best["ci"][1] for s in group["scores"]) - 1
+        score = _ci(best["iqm"], *best["ci"]) + ("" if group["normalised"] else " (raw)")
+        lines.append(
+            f"| {_env_name(group)} | {_group_label(group, several)} | {point_text(group['selected'])} | {score} | "
+            f"{overlap} of {len(group['scores']) - 1} |"
+        )
+    if not all(g["normalised"] for g in groups):
+        lines += ["", "(raw): the env has no reference for this metric, so its tuning scores are not normalised; the "
+                  "ranking within a group is the same as with normalised ones."]  # fmt: skip
+    if groups and grid:
+        _plot_sensitivity(groups, grid, png)
+        lines += [
+            "",
+            "Sensitivity: the tuning score (IQM over the tuning runs, 95% CI) against each tuned value, one line per "
+            "policy; with several tuned keys, each value's score is that of its best grid point; a star marks the "
+            "selected value.",
+            "",
+            f"![sensitivity]({png.name})",
+        ]
+    return [*lines, ""]
+
+
+def _seed_range(seeds: list[int]) -> str:
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def _env_name(group: dict[str, Any]) -> str:
+    env = group["env"]
+    return f"all envs ({', '.join(env)})" if isinstance(env, list) else str(env)
+
+
+def _group_label(group: dict[str, Any], several_algos: bool) -> str:
+    return (f"{group['algo']}/" if several_algos else "") + policy_label(group["policy"], float(group["p"]))
+
+
+def _value_scores(scores: list[dict[str, Any]], key: str, value: Any) -> tuple[float, float, float]:
+    """:return: IQM and CI of the best grid point with ``key = value``"""
+    best = max((s for s in scores if s["point"].get(key) == value), key=lambda s: s["iqm"])
+    return best["iqm"], best["ci"][0], best["ci"][1]
+
+
+def _positions(values: list[Any]) -> tuple[list[float], str]:
+    """:return: x positions of tuned values and the axis scale: the values (log when positive and spanning 10x or
+    more), or 0, 1, ... for values that are not numbers"""
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        numbers = [float(v) for v in values]
+        wide = min(numbers) > 0 and max(numbers) >= 10 * min(numbers)
+        return numbers, "log" if wide else "linear"
+    return [float(i) for i in range(len(values))], "linear"
+
+
+def _plot_sensitivity(groups: list[dict[str, Any]], grid: dict[str, list[Any]], png: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    envs = list(dict.fromkeys(_env_name(g) for g in groups))
+    several = len({g["algo"] for g in groups}) > 1
+    colors = _colors(list(dict.fromkeys(_group_label(g, several) for g in groups)))
+    fig, axes = plt.subplots(len(envs), len(grid), figsize=(4.5 * len(grid), 3.3 * len(envs)), squeeze=False)
+    for row, env in enumerate(envs):
+        for col, (key, values) in enumerate(grid.items()):
+            ax = axes[row][col]
+            xs, scale = _positions(values)
+            for group in (g for g in groups if _env_name(g) == env):
+                label = _group_label(group, several)
+                iqm, low, high = np.array([_value_scores(group["scores"], key, v) for v in values]).T
+                ax.errorbar(xs, iqm, yerr=[iqm - low, high - iqm], color=colors[label], label=label, marker="o", capsize=3)
+                chosen = values.index(group["selected"][key])
+                ax.plot(xs[chosen], iqm[chosen], marker="*", markersize=14, color=colors[label], linestyle="none")
+            ax.set_xscale(scale)
+            ax.set_xticks(xs, [value_text(v) for v in values])
+            ax.minorticks_off()
+            ax.set_title(env, fontsize="medium")
+            ax.set_xlabel(key)
+            ax.set_ylabel("tuning score (IQM)", fontsize="small")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize="small")
+    fig.tight_layout()
+    _save(fig, png)
+
+
 def _taus(matrices: dict[str, np.ndarray]) -> np.ndarray:
     values = np.concatenate([m.ravel() for m in matrices.values()])
     return np.linspace(min(0.0, float(values.min())), max(1.0, float(values.max())), 81)
@@ -511,14 +688,23 @@ def _taus(matrices: dict[str, np.ndarray]) -> np.ndarray:
 def _save(fig: Any, png: Path) -> None:
     import matplotlib.pyplot as plt
 
+    fig.text(0.5, 0.0, _figure_caption(png.parent), ha="center", va="top", fontsize="small", color="0.3")
     fig.savefig(png, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+#: Seaborn's colorblind palette in an order where neighbours differ most (its orange and vermillion, 1 and 3, far apart).
+PALETTE_ORDER = (0, 1, 2, 4, 9, 7, 5, 3, 8, 6)
 
 
 def _colors(labels: list[str]) -> dict[str, Any]:
     import seaborn as sns
 
-    return dict(zip(labels, sns.color_palette("colorblind", n_colors=len(labels))))
+    if len(labels) > len(PALETTE_ORDER):
+        return dict(zip(labels, sns.color_palette("husl", len(labels))))
+    palette = sns.color_palette("colorblind", n_colors=10)
+    colors = [palette[i] for i in PALETTE_ORDER]
+    return dict(zip(labels, colors))
 
 
 def _plot_aggregates(points: dict, intervals: dict, labels: list[str], png: Path) -> None:

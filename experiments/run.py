@@ -25,6 +25,7 @@ from experiments.errors import UsageError
 from experiments.hyperparams import HYPERPARAMS_DIR, hyperparams_path, load_hyperparams
 from experiments.reference import reference_metrics
 from experiments.results import CONFIG_FILE, SUMMARY_FILE, last_values, read_metrics, write_json, write_yaml
+from experiments.zoo import import_gym_packages
 
 Runner = Callable[[RunConfig, dict[str, Any], Path], dict[str, Any]]
 #: Builds what a run would build (envs, model or agent) from its config and resolved hyperparameters, and drops it:
@@ -108,6 +109,7 @@ def validate(config: RunConfig) -> gym.Env:
     """
     if config.algo not in ALGOS:
         raise UsageError(f"unknown algorithm '{config.algo}': choose one of {', '.join(ALGOS)}")
+    import_gym_packages(config.gym_packages)
     accepted = ALGOS[config.algo].policies
     if config.policy not in accepted:
         raise UsageError(
@@ -121,6 +123,10 @@ def validate(config: RunConfig) -> gym.Env:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0 (got {value})")
     if config.eval_episodes <= 0:
         raise UsageError(f"--eval-episodes must be > 0 (got {config.eval_episodes})")
+    if config.n_eval_envs <= 0:
+        raise UsageError(f"--n-eval-envs must be > 0 (got {config.n_eval_envs})")
+    if config.conf_file is not None and not Path(config.conf_file).is_file():
+        raise UsageError(f"--conf-file {config.conf_file}: no such file")
     if config.seed < 0:
         raise UsageError(f"--seed must be >= 0 (got {config.seed}): env seeds are derived from it by SeedSequence")
     if config.num_threads == 0 or config.num_threads < -1:
@@ -131,10 +137,9 @@ def validate(config: RunConfig) -> gym.Env:
         ensure_registered(config.env)
     except UnknownEnvError as err:
         raise UsageError(str(err)) from None
-    try:
-        env = gym.make(config.env, **config.env_kwargs)
-    except (TypeError, ValueError, gym.error.Error) as err:
-        raise UsageError(f"cannot make {config.env} with --env-kwargs {config.env_kwargs}: {err}") from None
+    if config.eval_env_kwargs is not None:
+        make_env(config.env, config.eval_env_kwargs, "--eval-env-kwargs").close()
+    env = make_env(config.env, config.env_kwargs, "--env-kwargs")
     if not isinstance(env.action_space, gym.spaces.Discrete):
         env.close()
         raise UsageError(
@@ -149,6 +154,17 @@ def validate(config: RunConfig) -> gym.Env:
             env.close()
             raise
     return env
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any], flag: str) -> gym.Env:
+    """:param env_id: a registered id
+    :param env_kwargs: its keyword arguments
+    :param flag: the flag that gave them, for the error message
+    :return: the env"""
+    try:
+        return gym.make(env_id, **env_kwargs)
+    except (TypeError, ValueError, gym.error.Error) as err:
+        raise UsageError(f"cannot make {env_id} with {flag} {env_kwargs}: {err}") from None
 
 
 def check_init_flags(config: RunConfig) -> None:
@@ -227,38 +243,71 @@ def resolve(config: RunConfig) -> dict[str, Any]:
     """:param config: the run
     :return: its hyperparameters, with ``n_timesteps``/``n_envs`` (and, for the tabular algorithms, ``init``/``pi0``)
         from the command line where given"""
-    hp = load_hyperparams(config.algo, config.env, env_family(config.env), config.hyperparams)
+    hp = load_hyperparams(config.algo, config.env, env_family(config.env), config.hyperparams, config.conf_file)
     if config.n_timesteps is not None:
         hp["n_timesteps"] = config.n_timesteps
     if config.n_envs is not None:
         hp["n_envs"] = config.n_envs
     if config.algo in TABULAR_ALGOS:
         hp.update(config.start_overrides())  # --init/--pi0 win over the hyperparameter file
+    source = config.conf_file or f"hyperparams/{config.algo}.yml"
     if "n_timesteps" not in hp:
-        raise UsageError(f"no n_timesteps for {config.env} in hyperparams/{config.algo}.yml: pass -n N")
+        raise UsageError(f"no n_timesteps for {config.env} in {source}: pass -n N")
+    if isinstance(hp["n_timesteps"], bool) or not isinstance(hp["n_timesteps"], (int, float)):
+        raise UsageError(f"n_timesteps must be a number (got {hp['n_timesteps']!r} in {source}); write !!float 1e5 or 100000")
     hp["n_timesteps"] = int(hp["n_timesteps"])
+    if "policy" in hp and config.algo in ("ppo", "a2c", "qac"):
+        from experiments.sb3_run import policy_name
+        from experiments.zoo import policy_choice
+
+        hp["policy"] = policy_name(config, policy_choice(hp["policy"], config.policy))  # the class the run builds
     return hp
 
 
-def next_run_dir(config: RunConfig) -> Path:
+#: Suffix of the folder of an interrupted run: only a run that finished gets the plain name.
+INTERRUPTED_SUFFIX = "_interrupted"
+
+
+def next_run_dir(config: RunConfig, interrupted: bool = False) -> Path:
     """:param config: the run
-    :return: ``<log_folder>/<algo>/<env>_<policy>_s<seed>``, with ``_2``, ``_3``... when that exists already
-        (with ``--resume``, an interrupted run's folder is reused)"""
-    base = Path(config.log_folder) / config.algo / config.run_name
+    :param interrupted: the folder of an interrupted run
+    :return: ``<log_folder>/<algo>/<env>_<policy>_s<seed>`` for a finished run, ``..._s<seed>_interrupted`` for an
+        interrupted one, with ``_2``, ``_3``... when that exists already (with ``--resume``, an interrupted run that is
+        interrupted again replaces the folder it continued)"""
+    base = Path(config.log_folder) / config.algo / (config.run_name + (INTERRUPTED_SUFFIX if interrupted else ""))
+    resumed = resumed_dir(config) if interrupted else None
+    if resumed is not None:
+        return resumed
     candidate, k = base, 1
-    while candidate.exists() and not (config.resume and _interrupted(candidate)):
+    while candidate.exists():
         k += 1
         candidate = base.with_name(f"{base.name}_{k}")
     return candidate
 
 
-def _interrupted(run_dir: Path) -> bool:
+def resumed_dir(config: RunConfig) -> Path | None:
+    """:param config: the run
+    :return: with ``--resume``, the newest folder of this run that was interrupted (which its checkpoint continues);
+        None without ``--resume`` or when there is none"""
+    if not config.resume:
+        return None
+    base = Path(config.log_folder) / config.algo / (config.run_name + INTERRUPTED_SUFFIX)
+    found = [path for path in (base, *sorted(base.parent.glob(f"{base.name}_*"))) if is_interrupted(path)]
+    return max(found, key=lambda path: path.stat().st_mtime) if found else None
+
+
+def is_interrupted(run_dir: Path) -> bool:
+    """:param run_dir: a run folder
+    :return: whether its summary marks it interrupted (missing folders and summaries: False)"""
     summary = run_dir / SUMMARY_FILE
-    return summary.exists() and bool(json.loads(summary.read_text()).get("interrupted"))
+    return summary.is_file() and bool(json.loads(summary.read_text()).get("interrupted"))
 
 
 def run(config: RunConfig, run_dir: Path | None = None) -> dict[str, Any]:
-    """Validate, run in a temporary folder, then move the finished run folder into place.
+    """Validate, run in a temporary folder, then move the run folder into place: a finished run to its name
+    (``next_run_dir``), an interrupted one (Ctrl-C: ``summary.json`` says ``"interrupted": true``) to the same name with
+    ``_interrupted`` (also after ``run_dir``'s name), so that no interrupted run ever holds a finished run's name. A
+    resumed run that finishes removes the interrupted folder it continued.
 
     The folder holds ``config.yml`` (the config, the resolved hyperparameters and the ``provenance``), ``summary.json``
     and what the runner wrote (model, metrics.csv, monitor CSV, TensorBoard). Folders are made with ``mkdir``, so their
@@ -272,23 +321,39 @@ def run(config: RunConfig, run_dir: Path | None = None) -> dict[str, Any]:
     validate(config).close()
     apply_num_threads(config.num_threads)
     hp = resolve(config)
-    final = Path(run_dir) if run_dir is not None else next_run_dir(config)
-    created = make_folders(final.parent)
-    tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
+    parent = Path(run_dir).parent if run_dir is not None else Path(config.log_folder) / config.algo
+    created = make_folders(parent)
+    tmp = parent / f".{config.run_name}.{secrets.token_hex(6)}.tmp"
     try:
         tmp.mkdir()  # not mkdtemp, which makes it 0700 whatever the umask
-        write_yaml(tmp / CONFIG_FILE, {**config.to_dict(), "resolved_hyperparams": hp, "provenance": provenance(config.algo)})
+        record = provenance(config.algo, config.conf_file)
+        write_yaml(tmp / CONFIG_FILE, {**config.to_dict(), "resolved_hyperparams": hp, "provenance": record})
         summary = ALGOS[config.algo].runner()(config, hp, tmp)
         summary.update(reference_summary(config, hp, tmp, summary))
         write_json(tmp / SUMMARY_FILE, summary)
+        final = destination(config, run_dir, bool(summary.get("interrupted")))
+        resumed = resumed_dir(config)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        if resumed is not None and resumed != final:
+            shutil.rmtree(resumed, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         remove_empty(created)
         raise
     return {**summary, "run_dir": str(final)}
+
+
+def destination(config: RunConfig, run_dir: Path | None, interrupted: bool) -> Path:
+    """:param config: the run
+    :param run_dir: the folder asked for, or None
+    :param interrupted: whether the run was interrupted
+    :return: where its folder goes (see :func:`run`)"""
+    if run_dir is None:
+        return next_run_dir(config, interrupted)
+    run_dir = Path(run_dir)
+    return run_dir.with_name(run_dir.name + INTERRUPTED_SUFFIX) if interrupted else run_dir
 
 
 def reference_summary(config: RunConfig, hp: dict[str, Any], run_dir: Path, summary: dict[str, Any]) -> dict[str, float]:
@@ -344,7 +409,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 REPO_ROOT = HYPERPARAMS_DIR.parent
 
 
-def provenance(algo: str | None = None) -> dict[str, Any]:
+def provenance(algo: str | None = None, conf_file: str | None = None) -> dict[str, Any]:
     """What produced a run, recorded in its ``config.yml``; cheap (one ``git status``).
 
     :param algo: the run's algorithm, to record its hyperparameter file
@@ -352,7 +417,8 @@ def provenance(algo: str | None = None) -> dict[str, Any]:
         the thread settings in effect (``torch_num_threads`` as ``torch.get_num_threads()`` returns it after
         ``--num-threads``, ``torch_num_interop_threads``, and the variables of ``THREAD_VARIABLES``, None when unset) and,
         with ``algo``, ``hyperparams_file`` (relative to the repository) with its ``hyperparams_sha256`` (of its bytes;
-        None when there is no such file)
+        None when there is no such file): ``hyperparams/<algo>.yml``, or the ``-conf/--conf-file``
+    :param conf_file: the run's ``--conf-file``, or None
     """
     import stable_baselines3
     import torch
@@ -370,7 +436,7 @@ def provenance(algo: str | None = None) -> dict[str, Any]:
         **{name: os.environ.get(name) for name in THREAD_VARIABLES},
     }
     if algo is not None:
-        record.update(hyperparams_record(hyperparams_path(algo)))
+        record.update(hyperparams_record(Path(conf_file).absolute() if conf_file else hyperparams_path(algo)))
     return record
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,25 +16,52 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize, VecTransposeImage
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize, VecTransposeImage
 
-from envs.make import make_vec_env
-from envs.seeding import EVAL_STREAM
+from envs.make import FAMILY_SETUPS, ensure_registered, env_family, make_vec_env
+from envs.seeding import EVAL_STREAM, TRAIN_STREAM, SeedSequenceDummyVecEnv, check_seed
 from experiments.checkpoints import checkpoint_callback, discard, resume_point
 from experiments.config import RunConfig
 from experiments.errors import UsageError
 from experiments.hyperparams import schedule
+from experiments.optimizers import OPTIMIZER_KEYS, optimizer_policy_kwargs
 from experiments.reference import eval_greedy
 from experiments.results import write_metrics
 from experiments.tabular_eval import greedy_report
+from experiments.zoo import REFUSED_KEYS, make_wrapper, normalize_kwargs, policy_choice, policy_kwargs_objects, wrapper_specs
 
 #: Hyperparameter keys the runner consumes; every other key goes to the algorithm's constructor.
-RUNNER_KEYS = ("n_timesteps", "n_envs", "policy", "policy_kwargs", "normalize", "frame_stack", "eval_deterministic")
+RUNNER_KEYS: tuple[str, ...] = (
+    "n_timesteps",
+    "n_envs",
+    "policy",
+    "policy_kwargs",
+    "normalize",
+    "frame_stack",
+    "env_wrapper",
+    "eval_deterministic",
+)
+RUNNER_KEYS += OPTIMIZER_KEYS  # optimizer and optimizer_kwargs become policy_kwargs (experiments.optimizers)
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 #: Hyperparameters that count something: whole numbers >= 1 (SB3 divides by some of them before checking).
 COUNT_KEYS = ("n_envs", "n_steps", "batch_size", "n_epochs")
+#: Constructor arguments that the runner sets itself, never from a hyperparameter file.
+RUNNER_ARGUMENTS = (
+    "self",
+    "policy",
+    "env",
+    "policy_kwargs",
+    "seed",
+    "device",
+    "tensorboard_log",
+    "verbose",
+    "_init_setup_model",
+)
 SB3_ALIASES = {"mlp": "MlpPolicy", "cnn": "CnnPolicy", "multi": "MultiInputPolicy"}
 MODEL_FILE = "model.zip"
+#: The model at its best periodic evaluation (SB3's ``EvalCallback``, as rl-zoo3 keeps it).
+BEST_MODEL_FILE = "best_model.zip"
+EVALUATIONS_FILE = "evaluations.npz"
 NORMALIZE_FILE = "vecnormalize.pkl"
 
 
@@ -115,31 +143,88 @@ SB3_ALGOS: dict[str, SB3Algo] = {
 
 
 def make_envs(config: RunConfig, hp: dict[str, Any], run_dir: Path | None) -> tuple[VecEnv, VecEnv]:
-    """The training env (Monitor CSV in ``run_dir``) and a single evaluation env with evaluation preprocessing.
+    """The training env (Monitor CSV in ``run_dir``) and the evaluation env (``--n-eval-envs`` copies made with
+    ``--eval-env-kwargs``, default the training kwargs) with evaluation preprocessing.
 
     Both derive their env seeds from the run's seed (``envs.seeding.env_seeds``), the evaluation env from its own
     stream (``EVAL_STREAM``): no env seed is shared between the two, nor with another run's envs.
 
     :param config: the run
-    :param hp: resolved hyperparameters (``n_envs``, ``normalize``, ``frame_stack``)
+    :param hp: resolved hyperparameters (``n_envs``, ``normalize``, ``frame_stack``, ``env_wrapper``)
     :param run_dir: the run folder, or None for no monitor files
     :return: (train_env, eval_env)
     """
     if config.seed < 0:
         raise UsageError(f"--seed must be >= 0 (got {config.seed}): the env seeds are derived from it by SeedSequence")
-    common = {"env_kwargs": config.env_kwargs, "frame_stack": hp.get("frame_stack"), "batched": not config.no_batched_env}
     monitor_dir = str(run_dir) if run_dir is not None else None
-    train_env = make_vec_env(config.env, int(hp.get("n_envs", 1)), config.seed, monitor_dir=monitor_dir, **common)
-    eval_env = make_vec_env(config.env, 1, config.seed, training=False, seed_stream=EVAL_STREAM, **common)
-    if hp.get("normalize"):
-        train_env = VecNormalize(train_env, gamma=float(hp.get("gamma", 0.99)))
-        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+    batched = not config.no_batched_env
+    train_env = run_vec_env(
+        config.env, int(hp.get("n_envs", 1)), config.seed, hp, env_kwargs=config.env_kwargs, batched=batched,
+        monitor_dir=monitor_dir,
+    )  # fmt: skip
+    eval_env = run_vec_env(
+        config.env, config.n_eval_envs, config.seed, hp, env_kwargs=config.evaluation_env_kwargs, batched=batched,
+        training=False, seed_stream=EVAL_STREAM,
+    )  # fmt: skip
+    normalize = normalize_kwargs(hp.get("normalize"))
+    if normalize is not None:
+        train_env = VecNormalize(train_env, **{"gamma": float(hp.get("gamma", 0.99)), **normalize})
+        eval_env = VecNormalize(eval_env, **{**normalize, "training": False, "norm_reward": False})
     if is_image_space(eval_env.observation_space) and not is_image_space_channels_first(eval_env.observation_space):
         # SB3 adds VecTransposeImage outside the env it is given, when that env's (VecNormalize's, if normalising)
         # observations are channel-last images; the eval env is checked and wrapped the same way, since EvalCallback
         # copies the normalisation statistics wrapper by wrapper
         eval_env = VecTransposeImage(eval_env)
     return train_env, eval_env
+
+
+def run_vec_env(
+    env_id: str,
+    n_envs: int,
+    seed: int,
+    hp: dict[str, Any],
+    *,
+    env_kwargs: dict[str, Any],
+    batched: bool = True,
+    training: bool = True,
+    seed_stream: int = TRAIN_STREAM,
+    monitor_dir: str | None = None,
+) -> VecEnv:
+    """``envs.make.make_vec_env`` with a run's ``frame_stack`` and rl-zoo3's ``env_wrapper``.
+
+    An ``env_wrapper`` replaces the family's wrapper (Atari: ``AtariWrapper``; MiniGrid: ``ImgObsWrapper``), as in
+    rl-zoo3, whose files name every wrapper (its ``atari`` block lists ``AtariWrapper``); the copies then step one by
+    one in ``DummyVecEnv``, each under its ``Monitor``, and ``frame_stack`` stacks only when the file sets it.
+
+    :param env_id: the env id
+    :param n_envs: copies
+    :param seed: the run's seed
+    :param hp: resolved hyperparameters
+    :param env_kwargs: keyword arguments of ``gym.make``
+    :param batched: step FourRooms-v0's copies together (ignored with ``env_wrapper``)
+    :param training: training or evaluation preprocessing
+    :param seed_stream: ``TRAIN_STREAM`` or ``EVAL_STREAM``
+    :param monitor_dir: folder of the Monitor files (None: none)
+    :return: the vectorised env
+    """
+    if not hp.get("env_wrapper"):
+        return make_vec_env(
+            env_id, n_envs, seed, env_kwargs=env_kwargs, monitor_dir=monitor_dir, training=training,
+            frame_stack=hp.get("frame_stack"), batched=batched, seed_stream=seed_stream,
+        )  # fmt: skip
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+
+    check_seed(seed)
+    ensure_registered(env_id)
+    kwargs = FAMILY_SETUPS[env_family(env_id)](env_kwargs, training)[0]
+    wrapper = make_wrapper(wrapper_specs(hp["env_wrapper"]))
+    vec_env = sb3_make_vec_env(
+        env_id, n_envs=n_envs, seed=None, monitor_dir=monitor_dir, wrapper_class=wrapper, env_kwargs=kwargs,
+        vec_env_cls=SeedSequenceDummyVecEnv, vec_env_kwargs={"stream": seed_stream},
+    )  # fmt: skip
+    vec_env.seed(seed)
+    stack = int(hp.get("frame_stack") or 0)
+    return VecFrameStack(vec_env, stack) if stack > 1 else vec_env
 
 
 def build_model(config: RunConfig, hp: dict[str, Any], env: VecEnv, tensorboard_log: str | None = None) -> BaseAlgorithm:
@@ -153,11 +238,14 @@ def build_model(config: RunConfig, hp: dict[str, Any], env: VecEnv, tensorboard_
     """
     check_counts(config.algo, hp)
     algo = SB3_ALGOS[config.algo]
-    policy, extra = algo.policy_for(config.policy, config.p, observation_kind(env.observation_space))
+    algo_class = algo.load_class()
+    check_keys(config.algo, algo_class, hp)
+    policy, extra = algo.policy_for(config.policy, config.p, policy_kind(config, hp, env.observation_space))
     kwargs = {k: schedule(v) if k in SCHEDULE_KEYS else v for k, v in hp.items() if k not in RUNNER_KEYS}
-    policy_kwargs = {**named_extractor(hp.get("policy_kwargs") or {}), **extra}
+    policy_kwargs = {**policy_kwargs_objects(named_extractor(hp.get("policy_kwargs") or {})), **extra}
+    policy_kwargs.update(optimizer_policy_kwargs(hp, policy_kwargs))
     try:
-        return algo.load_class()(
+        return algo_class(
             policy,
             env,
             policy_kwargs=policy_kwargs,
@@ -170,8 +258,51 @@ def build_model(config: RunConfig, hp: dict[str, Any], env: VecEnv, tensorboard_
     except (TypeError, ValueError, AssertionError, ArithmeticError) as err:
         # SB3 checks values such as batch_size > 1 with assert, or divides by them (PPO: rollout size // batch_size)
         raise UsageError(
-            f"hyperparameters do not fit {config.algo}: {err}; fix --hyperparams or hyperparams/{config.algo}.yml"
+            f"hyperparameters do not fit {config.algo}: {err}; fix --hyperparams or {hp_source(config)}"
         ) from None
+
+
+def hp_source(config: RunConfig) -> str:
+    """:param config: the run
+    :return: where its hyperparameters come from: the ``--conf-file``, or ``hyperparams/<algo>.yml``"""
+    return config.conf_file or f"hyperparams/{config.algo}.yml"
+
+
+def check_keys(algo: str, algo_class: type[BaseAlgorithm], hp: dict[str, Any]) -> None:
+    """Every key is one the runner consumes (``RUNNER_KEYS``) or an argument of the algorithm; rl-zoo3's keys that
+    this runner does not take (``experiments.zoo.REFUSED_KEYS``) say what to do instead.
+
+    :param algo: the algorithm's name
+    :param algo_class: its class
+    :param hp: resolved hyperparameters
+    """
+    refused = [key for key in hp if key in REFUSED_KEYS]
+    if refused:
+        raise UsageError(REFUSED_KEYS[refused[0]])
+    arguments = [name for name in inspect.signature(algo_class.__init__).parameters if name not in RUNNER_ARGUMENTS]
+    unknown = sorted(set(hp) - set(RUNNER_KEYS) - set(arguments))
+    if unknown:
+        raise UsageError(
+            f"hyperparameters do not fit {algo}: unknown key '{unknown[0]}'; known: {', '.join([*RUNNER_KEYS, *arguments])}"
+        )
+
+
+def policy_kind(config: RunConfig, hp: dict[str, Any], space: gym.Space) -> str:
+    """:param config: the run (``--policy``)
+    :param hp: resolved hyperparameters (rl-zoo3's ``policy:``, where given, chooses the network kind)
+    :param space: the training env's observation space (otherwise the kind follows it)
+    :return: ``mlp``, ``cnn`` or ``multi``"""
+    if "policy" in hp:
+        return policy_choice(hp["policy"], config.policy)
+    return observation_kind(space)
+
+
+def policy_name(config: RunConfig, kind: str) -> str:
+    """:param config: the run
+    :param kind: the network kind
+    :return: the policy class the run builds, as ``policy:`` names it (``MlpPolicy``, ``policies.EscortActorCriticPolicy``)"""
+    policy = SB3_ALGOS[config.algo].policy_for(config.policy, config.p, kind)[0]
+    return policy if isinstance(policy, str) else f"policies.{policy.__name__}"
 
 
 def check_sb3(config: RunConfig, hp: dict[str, Any]) -> None:
@@ -242,6 +373,7 @@ def run_sb3(config: RunConfig, hp: dict[str, Any], run_dir: Path) -> dict[str, A
             n_eval_episodes=config.eval_episodes,
             eval_freq=max(config.eval_freq // n_envs, 1),
             log_path=str(run_dir),
+            best_model_save_path=str(run_dir),
             deterministic=deterministic,
             verbose=0,
         )
@@ -273,14 +405,19 @@ def run_sb3(config: RunConfig, hp: dict[str, Any], run_dir: Path) -> dict[str, A
         "fps": (model.num_timesteps - first_step) / max(wall, 1e-9),
         **initial,
     }
-    rows = _eval_rows(run_dir)
     if interrupted:
         summary["interrupted"] = True
+        rows = _eval_rows(run_dir)
     else:
-        mean, std = evaluate_policy(model, eval_env, n_eval_episodes=config.eval_episodes, deterministic=deterministic)
-        summary.update(final_return=float(mean), final_return_std=float(std))
-        rows.append((model.num_timesteps, "final_return", float(mean)))
-        report = greedy_report(model, config.env, config.env_kwargs, eval_env)
+        returns, lengths = evaluate_policy(
+            model, eval_env, n_eval_episodes=config.eval_episodes, deterministic=deterministic, return_episode_rewards=True
+        )
+        mean, std = float(np.mean(returns)), float(np.std(returns))
+        add_evaluation(run_dir / EVALUATIONS_FILE, int(model.num_timesteps), returns, lengths)
+        rows = _eval_rows(run_dir)
+        summary.update(final_return=mean, final_return_std=std)
+        rows.append((model.num_timesteps, "final_return", mean))
+        report = greedy_report(model, config.env, config.evaluation_env_kwargs, eval_env)
         summary.update(report)
         rows.extend((model.num_timesteps, key, float(value)) for key, value in report.items() if np.isscalar(value))
     rows += [(model.num_timesteps, "wall_time", wall), (model.num_timesteps, "fps", summary["fps"])]
@@ -310,8 +447,32 @@ def _adversarial_start(model: BaseAlgorithm, config: RunConfig, train_env: VecEn
         env.close()
 
 
+def add_evaluation(path: Path, timesteps: int, returns: Sequence[float], lengths: Sequence[int]) -> None:
+    """Append the final evaluation to ``evaluations.npz`` (EvalCallback's layout: ``timesteps``, ``results``,
+    ``ep_lengths``), which is so written even when no periodic evaluation ran; an evaluation at the step of the last
+    periodic one is not added again.
+
+    :param path: the file (need not exist)
+    :param timesteps: the step of the evaluation
+    :param returns: its episodes' returns
+    :param lengths: their lengths
+    """
+    empty = {"timesteps": np.zeros(0, int), "results": np.zeros((0, len(returns))), "ep_lengths": np.zeros((0, len(lengths)))}
+    data = dict(np.load(path)) if path.exists() else empty
+    fits = set(data) == set(empty) and data["results"].shape[1:] == (len(returns),)
+    if not fits or (len(data["timesteps"]) and data["timesteps"][-1] >= timesteps):
+        return
+    np.savez(
+        path,
+        timesteps=np.append(data["timesteps"], timesteps).astype(int),
+        results=np.vstack([data["results"], np.asarray(returns, dtype=float)[None]]),
+        ep_lengths=np.vstack([data["ep_lengths"], np.asarray(lengths, dtype=int)[None]]).astype(int),
+    )
+
+
 def _eval_rows(run_dir: Path) -> list[tuple[int, str, float]]:
-    path = run_dir / "evaluations.npz"
+    path = run_dir / EVALUATIONS_FILE
+
     if not path.exists():
         return []
     data = np.load(path)

@@ -16,6 +16,7 @@ from agents.supervised import OPTIMIZERS, EpochMetrics, Supervised
 from experiments.config import RunConfig
 from experiments.errors import UsageError
 from experiments.results import write_metrics
+from experiments.zoo import policy_kwargs_objects
 
 MODEL_FILE = "model.pt"
 
@@ -105,7 +106,7 @@ def _make_classifier(config: RunConfig, hp: dict[str, Any], env: Any) -> Supervi
             learning_rate=float(hp.get("learning_rate", 0.1)),
             momentum=float(hp.get("momentum", 0.9)),
             batch_size=int(hp.get("batch_size", 32)),
-            policy_kwargs=hp.get("policy_kwargs"),
+            policy_kwargs=policy_kwargs_objects(hp.get("policy_kwargs") or {}),
             seed=config.seed,
             device=config.device,
         )

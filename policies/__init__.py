@@ -1,5 +1,6 @@
 from policies.actor_critic import EscortActorCriticCnnPolicy, EscortActorCriticPolicy, EscortMultiInputActorCriticPolicy
 from policies.distributions import DEFAULT_EPS, EscortDistribution, escort_logits
+from policies.extractors import FEATURES_EXTRACTORS, MinAtarCNN, MiniGridCNN
 from policies.losses import escort_cross_entropy
 
 __all__ = [
@@ -8,6 +9,9 @@ __all__ = [
     "EscortActorCriticPolicy",
     "EscortDistribution",
     "EscortMultiInputActorCriticPolicy",
+    "FEATURES_EXTRACTORS",
+    "MinAtarCNN",
+    "MiniGridCNN",
     "escort_cross_entropy",
     "escort_logits",
 ]

@@ -46,9 +46,40 @@ class MiniGridCNN(BaseFeaturesExtractor):
         return self.linear(self.cnn(observations))
 
 
+class MinAtarCNN(BaseFeaturesExtractor):
+    """
+    The network of MinAtar's paper (Young & Tian, 2019, "MinAtar: An Atari-Inspired Testbed for Thorough and
+    Reproducible Reinforcement Learning Experiments"; ``examples/AC_lambda.py`` and ``examples/dqn.py`` of
+    kenjyoung/MinAtar): one 3x3 convolution with 16 channels and stride 1, then a fully connected hidden layer of 128
+    units, ReLU after each:
+
+        features = relu(W_h flatten(relu(conv_3x3(x))) + b_h)
+
+    Its actor-critic shares both layers between the policy and the value head, as SB3 does with ``net_arch=[]`` and
+    a shared features extractor. The cells are 0 or 1 (``envs.minatar.MinAtarObservation``), so nothing is scaled.
+
+    :param observation_space: channel-first grid, ``(C, 10, 10)``
+    :param features_dim: units of the hidden layer (the paper's: 128)
+    """
+
+    def __init__(self, observation_space: spaces.Box, features_dim: int = 128) -> None:
+        channels, height, width = observation_space.shape
+        if min(height, width) < 3:
+            raise ValueError(f"MinAtarCNN needs grids of at least 3x3 cells, got {height}x{width}")
+        super().__init__(observation_space, features_dim)
+        self.cnn = nn.Sequential(nn.Conv2d(channels, 16, kernel_size=3, stride=1), nn.ReLU(), nn.Flatten())
+        self.linear = nn.Sequential(nn.Linear(16 * (height - 2) * (width - 2), features_dim), nn.ReLU())
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        """:param observations: (batch, channels, height, width)
+        :return: (batch, features_dim) features"""
+        return self.linear(self.cnn(observations))
+
+
 #: Names of feature extractors for ``policy_kwargs: {features_extractor_class: NAME}`` in hyperparameter files.
 FEATURES_EXTRACTORS: dict[str, type[BaseFeaturesExtractor]] = {
     "MiniGridCNN": MiniGridCNN,
+    "MinAtarCNN": MinAtarCNN,
     "NatureCNN": NatureCNN,
     "FlattenExtractor": FlattenExtractor,
 }

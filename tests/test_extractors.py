@@ -1,4 +1,5 @@
-"""policies.extractors: the small CNN for MiniGrid's symbolic view, and the names hyperparameter files use."""
+"""policies.extractors: the small CNN for MiniGrid's symbolic view, the network of MinAtar's paper, and the names
+hyperparameter files use."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 
 from envs.make import make_vec_env
 from policies import EscortActorCriticCnnPolicy
-from policies.extractors import FEATURES_EXTRACTORS, MIN_VIEW, MiniGridCNN
+from policies.extractors import FEATURES_EXTRACTORS, MIN_VIEW, MinAtarCNN, MiniGridCNN
 
 th.set_num_threads(1)
 
@@ -35,7 +36,7 @@ def test_the_smallest_view_gives_features() -> None:
 
 
 def test_names_map_to_extractor_classes() -> None:
-    assert FEATURES_EXTRACTORS["MiniGridCNN"] is MiniGridCNN
+    assert FEATURES_EXTRACTORS["MiniGridCNN"] is MiniGridCNN and FEATURES_EXTRACTORS["MinAtarCNN"] is MinAtarCNN
     assert all(isinstance(cls, type) for cls in FEATURES_EXTRACTORS.values())
 
 
@@ -52,3 +53,22 @@ def test_escort_cnn_policy_on_minigrid_is_near_uniform_and_sees_unscaled_cells()
     seen = preprocess_obs(obs, model.policy.observation_space, normalize_images=model.policy.normalize_images)
     assert seen.max() > 1 and th.equal(seen, obs.float())  # cell codes reach the network as integers, not divided by 255
     env.close()
+
+
+@pytest.mark.parametrize("channels", [4, 7, 10])
+def test_minatar_cnn_is_one_3x3_convolution_and_a_128_unit_layer(channels: int) -> None:
+    extractor = MinAtarCNN(spaces.Box(0.0, 1.0, (channels, 10, 10), np.float32))
+    conv = extractor.cnn[0]
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride) == (channels, 16, (3, 3), (1, 1))
+    assert extractor.linear[0].in_features == 16 * 8 * 8 and extractor.features_dim == 128
+    n_params = sum(p.numel() for p in extractor.parameters())
+    assert n_params == channels * 16 * 9 + 16 + 1024 * 128 + 128
+    grid = th.zeros(2, channels, 10, 10)
+    grid[1, 0, 4, 4] = 1.0
+    features = extractor(grid)
+    assert features.shape == (2, 128) and bool((features >= 0).all()) and not th.equal(features[0], features[1])
+
+
+def test_minatar_cnn_refuses_grids_smaller_than_its_kernel() -> None:
+    with pytest.raises(ValueError, match="at least 3x3 cells, got 2x5"):
+        MinAtarCNN(spaces.Box(0.0, 1.0, (4, 2, 5), np.float32))

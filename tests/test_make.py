@@ -9,7 +9,7 @@ from stable_baselines3 import PPO
 
 from agents import QAC
 from envs import make
-from envs.make import ATARI, MINIGRID, OTHER, UnknownEnvError, ensure_registered, env_family, make_vec_env
+from envs.make import ATARI, MINATAR, MINIGRID, OTHER, UnknownEnvError, ensure_registered, env_family, make_vec_env
 from envs.seeding import EVAL_STREAM, TRAIN_STREAM, env_seeds
 from experiments.cli import main
 from experiments.sb3_run import observation_kind
@@ -164,6 +164,25 @@ def test_minigrid_observation_is_the_symbolic_view_for_a_cnn() -> None:
     np.testing.assert_array_equal(obs[0], raw_obs["image"])
     assert observation_kind(env.observation_space) == "cnn"
     env.close()
+
+
+def test_minatar_ids_are_their_own_family_and_channel_first_for_torch() -> None:
+    pytest.importorskip("minatar")
+    assert env_family("MinAtar/Breakout-v1") == MINATAR and env_family("MinAtar/NotAGame-v1") == MINATAR
+    env = make_vec_env("MinAtar/Breakout-v1", 2, 0)
+    raw = gym.make("MinAtar/Breakout-v1")
+    raw_obs, _ = raw.reset(seed=env_seeds(0, 2)[0])
+    obs = env.reset()
+    assert obs.shape == (2, 4, 10, 10) and obs.dtype == np.float32
+    np.testing.assert_array_equal(obs[0], np.moveaxis(raw_obs, -1, 0))
+    assert observation_kind(env.observation_space) == "mlp"  # 0/1 floats, not an image SB3 would scale or transpose
+    env.close()
+
+
+def test_missing_minatar_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(make.FAMILY_PACKAGES, MINATAR, ("escort_rl_no_such_package", "minatar"))
+    with pytest.raises(UnknownEnvError, match=r"not installed: pip install .*escort-rl\[minatar\]"):
+        ensure_registered("MinAtar/Breakout-v1")
 
 
 def test_other_envs_are_left_as_registered() -> None:

@@ -181,3 +181,14 @@ def test_random_returns_are_seeded_and_within_the_envs_range():
         data["envs"]["CartPole-v1"]["random"]["episodes"] == 30
         and "30 episodes" in data["envs"]["CartPole-v1"]["random"]["source"]
     )
+
+
+def test_minatar_games_are_normalised_by_the_random_policy_and_gymnax_blines_ppo():
+    data = load_reference_scores()
+    for game, published in {"Asterix": 15, "Breakout": 28, "Freeway": 58, "SpaceInvaders": 131}.items():
+        entry = data["envs"][f"MinAtar/{game}-v1"]
+        assert entry["target"]["score"] == published and "gymnax-blines" in entry["target"]["source"]
+        assert "benchmarks/random_scores.py" in entry["random"]["source"] and 0 <= entry["random"]["score"] < published
+        assert table_reference(f"MinAtar/{game}-v1", {}) is not None
+        assert table_reference(f"MinAtar/{game}-v1", {"sticky_action_prob": 0.0}) is None
+    assert score_policy("ppo", "MinAtar/Breakout-v1", {}, "final_return") == STOCHASTIC

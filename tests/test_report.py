@@ -28,8 +28,8 @@ from experiments.study import FAILED_DIR, RESULT_COLUMNS, RESULTS_FILE, RUNS_DIR
 REPS = 200
 
 
-def _rows(env, algo, policy, seed, metrics, p=2.0):
-    return [["s", env, algo, policy, p, seed, t, m, v] for t, m, v in metrics]
+def _rows(env, algo, policy, seed, metrics, p=2.0, env_kwargs=""):
+    return [["s", env, env_kwargs, algo, policy, p, seed, t, m, v] for t, m, v in metrics]
 
 
 def _study(folder, rows):
@@ -237,3 +237,79 @@ def test_scores_say_whether_they_are_the_greedy_or_the_stochastic_policys(tmp_pa
     assert not any("stochastic" in line for line in scores if "CartPole" in line)
     assert "- CartPole-v1: evaluation return (greedy policy, 2 episodes)" in lines
     assert "- Bandit-v0: V(rho) (stochastic policy)" in lines
+
+
+def test_a_tuned_studys_report_shows_the_selection_and_the_sensitivity_and_compares_final_runs_only(tmp_path):
+    from experiments.tuning import POINT_COLUMN, make_spec, select, write_selected
+
+    folder = _synthetic(tmp_path / "s", seeds=3)
+    spec = make_spec(["learning_rate=1e-4,1e-3,1e-2", "optimizer=sgd,adam"], 2, "auc", False)
+    rng = np.random.default_rng(1)
+    tuning_rows = []
+    for env in ("FourRooms-v0", "CartPole-v1"):
+        for policy in ("softmax", "escort"):
+            for point in spec.points():
+                height = 100 * np.log10(point["learning_rate"]) ** 2 + (50 if point["optimizer"] == "adam" else 0)
+                for seed in spec.seeds:
+                    text = f"learning_rate={point['learning_rate']:g} optimizer={point['optimizer']}"
+                    tuning_rows += [
+                        [*r, text] for r in _rows(env, "ppo", policy, seed, [(100, "eval_return", height + rng.normal())])
+                    ]
+    tuning = pd.DataFrame(tuning_rows, columns=[*RESULT_COLUMNS, POINT_COLUMN])
+    selections = select(tuning, spec, {}, reps=REPS)
+    assert {(s.group["env"], s.group["policy"]): s.selected["learning_rate"] for s in selections} == {
+        (env, policy): 1e-4 for env in ("FourRooms-v0", "CartPole-v1") for policy in ("softmax", "escort")
+    }
+    assert all(s.selected["optimizer"] == "adam" for s in selections)
+    write_selected(folder, spec, selections)
+    report = write_report(folder, reps=REPS).read_text()
+    tuning_section = report.split("## Tuning", 1)[1].split("\n## ", 1)[0]
+    assert tuning_section.count("learning_rate=0.0001 optimizer=adam") == 4
+    assert "| FourRooms-v0 | softmax |" in tuning_section and "(raw)" in tuning_section  # FourRooms: no return reference
+    assert (folder / "sensitivity.png").stat().st_size > 1000
+    assert "runs x envs" in report and "| escort-p2 | 3 x 2 |" in report  # the comparison: the study's own (final) runs
+
+
+def test_a_tuning_grids_labels_carry_the_grid_point(tmp_path):
+    from experiments.tuning import POINT_COLUMN
+
+    folder = tmp_path / "g"
+    folder.mkdir()
+    write_yaml(folder / STUDY_FILE, {"name": "g", "settings": {}, "runs": []})
+    rows = [
+        [*r, f"learning_rate={lr}"]
+        for lr in ("0.001", "0.01")
+        for r in _rows("CartPole-v1", "ppo", "softmax", 0, [(1, "final_return", 1.0)])
+    ]
+    pd.DataFrame(rows, columns=[*RESULT_COLUMNS, POINT_COLUMN]).to_csv(folder / RESULTS_FILE, index=False)
+    assert set(load_table(folder)["label"]) == {"softmax learning_rate=0.001", "softmax learning_rate=0.01"}
+
+
+def test_curve_colours_of_up_to_ten_labels_are_far_apart():
+    from experiments.report import _colors
+
+    labels = ["a2c/softmax", "a2c/escort-p2", "ppo/softmax", "ppo/escort-p2", "qac/softmax", "qac/escort-p2", "qac/neurd"]
+    rgb = np.array(list(_colors(labels).values()))
+    distances = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1)[np.triu_indices(len(labels), 1)]
+    assert distances.min() > 0.25  # seaborn's colorblind orange and vermillion (0.13 apart) are never both among them
+
+
+def test_variants_of_an_env_are_tasks_of_their_own_named_with_their_kwargs(tmp_path):
+    rows = []
+    variants = {"": (0.2, 0.4), '{"slip":0.1}': (0.6, 0.8), '{"subgoals":[]}': (0.9, 1.0)}
+    for kwargs, (softmax, escort) in variants.items():
+        for seed in range(3):
+            for policy, value in (("softmax", softmax), ("escort", escort)):
+                metrics = [(100, "eval_return", value), (100, "greedy_value", value), (100, "normalized_score", value)]
+                rows += _rows("FourRooms-v0", "ppo", policy, seed, metrics, env_kwargs=kwargs)
+    folder = _study(tmp_path / "study", rows)
+    table = load_table(folder)
+    labels = {"FourRooms-v0", "FourRooms-v0 (slip=0.1)", "FourRooms-v0 (subgoals=[])"}
+    assert set(table["env"]) == labels and set(table["env_id"]) == {"FourRooms-v0"}
+    matrices, envs, _ = score_matrices(final_scores(table), ordered_labels(table))
+    assert set(envs) == labels and matrices["softmax"].shape == (3, 3)  # three tasks, not one env with 9 runs
+    by_env = dict(zip(envs, matrices["softmax"][0]))
+    assert by_env["FourRooms-v0 (slip=0.1)"] == pytest.approx(0.6) and by_env["FourRooms-v0"] == pytest.approx(0.2)
+    report = write_report(folder, reps=REPS).read_text()
+    for label in labels:
+        assert f"| {label} | softmax | 3 |" in report and f"- {label}: evaluation return" in report

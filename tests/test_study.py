@@ -19,6 +19,7 @@ import yaml
 
 from experiments.cli import is_study, main, parse_command, parse_configs
 from experiments.config import RunConfig
+from experiments.errors import UsageError
 from experiments.reference import model_reference, table_reference
 from experiments.results import write_yaml
 from experiments.study import (
@@ -29,6 +30,8 @@ from experiments.study import (
     STUDY_FILE,
     complete_runs,
     default_name,
+    expand_seeds,
+    kwargs_tag,
     make_study,
     run_key,
     save_spec,
@@ -46,7 +49,7 @@ RUN_COLUMNS = ["algo", "env", "policy", "p", "seed"]
 
 def _study_folder(argv: list[str]) -> Path:
     configs, options = parse_command(argv)
-    return make_study(configs, options.study).folder
+    return make_study(configs, options.study, options.tune).folder
 
 
 def _inodes(folder: Path) -> dict[str, int]:
@@ -79,8 +82,43 @@ def test_seeds_expand_the_grid_and_identical_runs_appear_once():
     assert not is_study(*parse_command(["--seeds", "1"])) and is_study(*parse_command(["--study", "one-run"]))
 
 
+def test_env_kwargs_give_runs_distinct_stable_file_system_safe_names():
+    kwargs = [{}, {"slip": 0.1}, {"slip": 0.2}, {"subgoals": []}, {"subgoals": [[1, 2]]}, {"slip": 0.1, "subgoals": []},
+              {"render_mode": "rgb array"}, {f"key{i}": 0.5 for i in range(10)}]  # fmt: skip
+    names = [run_key(RunConfig(env_kwargs=kw)) for kw in kwargs]
+    assert len(set(names)) == len(names) and names[0] == "ppo_FourRooms-v0_escort-p2_s0"
+    assert names[1] == "ppo_FourRooms-v0_escort-p2_s0_slip-0.1" and names[3] == "ppo_FourRooms-v0_escort-p2_s0_subgoals-[]"
+    assert all(re.fullmatch(r"[A-Za-z0-9_.+\-\[\]]+", n) and len(n) < 80 for n in names)
+    assert kwargs_tag({"subgoals": [], "slip": 0.1}) == kwargs_tag({"slip": 0.1, "subgoals": []}) == "slip-0.1_subgoals-[]"
+    assert re.fullmatch(r"kwargs-[0-9a-f]{6}", kwargs_tag(kwargs[-1]))
+    grid = expand_seeds([RunConfig(env_kwargs=kw) for kw in kwargs[:3]], [2])
+    assert len(grid) == 6 and len({run_key(c) for c in grid}) == 6  # variants of an env are never one run
+
+
+def test_runs_of_one_study_may_have_their_own_budgets_and_a_changed_budget_is_refused(tmp_path):
+    configs = [
+        RunConfig(env_kwargs=kw, n_timesteps=n, log_folder=str(tmp_path)) for kw, n in (({}, 100), ({"slip": 0.1}, 200))
+    ]
+    study = make_study(configs, "mixed")
+    save_spec(study)
+    runs = yaml.safe_load((study.folder / STUDY_FILE).read_text())["runs"]
+    assert [(r["env_kwargs"], r["n_timesteps"]) for r in runs] == [({}, 100), ({"slip": 0.1}, 200)]
+    with pytest.raises(UsageError, match="n_timesteps=200 for ppo_FourRooms-v0_escort-p2_s0_slip-0.1"):
+        save_spec(
+            make_study([configs[0], RunConfig(env_kwargs={"slip": 0.1}, n_timesteps=300, log_folder=str(tmp_path))], "mixed")
+        )
+
+
 @pytest.mark.parametrize(
-    "argv", [["--seeds", "0"], ["--seeds", "2", "-1"], ["--seeds", "2", "--workers", "0"], ["--cluster", "no-port"]]
+    "argv",
+    [
+        ["--seeds", "0"],
+        ["--seeds", "2", "-1"],
+        ["--seeds", "2", "--workers", "0"],
+        ["--cluster", "no-port"],
+        ["--seeds", "100001"],
+        ["--seeds", "1000000000000"],
+    ],
 )
 def test_bad_study_input_is_one_line_exit_2(tmp_path, capsys, argv):
     assert main(["-f", str(tmp_path), *TINY, *argv]) == 2
@@ -112,6 +150,25 @@ def test_a_study_folder_refuses_other_settings(tmp_path):
         save_spec(make_study(parse_configs(["-f", str(tmp_path), "--seeds", "2", "-n", "200"]), "mine"))
 
 
+def test_a_study_stored_with_a_shared_budget_and_env_kwargs_resumes_or_refuses_in_one_line(tmp_path):
+    study = make_study(parse_configs(["-f", str(tmp_path), "--seeds", "2", "-n", "100"]), "old")
+    save_spec(study)
+    spec = yaml.safe_load((study.folder / STUDY_FILE).read_text())  # as written when these were shared settings
+    spec["settings"].update(n_timesteps=100, env_kwargs={})
+    spec["runs"] = [{k: v for k, v in r.items() if k not in ("n_timesteps", "env_kwargs")} for r in spec["runs"]]
+    write_yaml(study.folder / STUDY_FILE, spec)
+    save_spec(study)
+    runs = yaml.safe_load((study.folder / STUDY_FILE).read_text())["runs"]
+    assert len(runs) == 2 and all(r["n_timesteps"] == 100 and r["env_kwargs"] == {} for r in runs)
+    write_yaml(study.folder / STUDY_FILE, spec)
+    with pytest.raises(UsageError, match="n_timesteps=100"):
+        save_spec(make_study(parse_configs(["-f", str(tmp_path), "--seeds", "2", "-n", "200"]), "old"))
+    spec["settings"]["env_kwargs"] = {"slip": 0.1}
+    write_yaml(study.folder / STUDY_FILE, spec)
+    with pytest.raises(UsageError, match="without their env kwargs"):
+        save_spec(study)
+
+
 def test_two_policies_two_seeds_study_writes_runs_table_and_report(tmp_path, capsys):
     argv = ["-f", str(tmp_path), *TINY, "--policy", "softmax", "escort", "--seeds", "2", "--workers", "2", "--reps", "200"]
     assert main(argv) == 0
@@ -122,7 +179,8 @@ def test_two_policies_two_seeds_study_writes_runs_table_and_report(tmp_path, cap
                 "ppo_FourRooms-v0_escort-p2_s1"}  # fmt: skip
     assert {p.name for p in (folder / RUNS_DIR).iterdir()} == expected
     table = pd.read_csv(folder / RESULTS_FILE)
-    assert list(table.columns) == ["study", "env", "algo", "policy", "p", "seed", "timesteps", "metric", "value"]
+    assert list(table.columns) == ["study", "env", "env_kwargs", "algo", "policy", "p", "seed", "timesteps", "metric", "value"]
+    assert table["env_kwargs"].isna().all()  # no env kwargs: an empty cell
     assert set(table["study"]) == {folder.name}
     assert len(table.drop_duplicates(RUN_COLUMNS)) == 4
     assert not table.duplicated([*RUN_COLUMNS, "timesteps", "metric"]).any()
@@ -335,3 +393,109 @@ def test_progress_shows_done_running_failed_and_eta(live):
     eta = re.search(r"2 done, 2 running, 1 failed, ETA (\d+\.\d)s", stream.getvalue())
     assert eta is not None and 0.2 <= float(eta.group(1)) < 5  # two runs finished in ~0.2 s, two are left
     assert "3/5" in stream.getvalue()  # runs finished, failed included
+
+
+TUNE_TINY = [
+    "--algo", "ppo", "--env", "CartPole-v1", "-n", "256", "--n-envs", "2", "--eval-freq", "128", "--eval-episodes", "2",
+    "--verbose", "0", "--hyperparams", "n_steps=64", "batch_size=64", "n_epochs=1",
+]  # fmt: skip
+
+
+def _configs(folder: Path) -> dict[str, dict]:
+    return {p.name: yaml.safe_load((p / "config.yml").read_text()) for p in (folder / RUNS_DIR).iterdir()}
+
+
+def test_tune_then_test_selects_on_tuning_seeds_runs_final_seeds_with_the_selection_and_reruns_nothing(tmp_path, capsys):
+    from experiments.tuning import SELECTED_FILE, TUNING_DIR, make_spec, select
+
+    common = ["-f", str(tmp_path), *TUNE_TINY, "--policy", "softmax", "escort", "--seeds", "2", "--tune-seeds", "2",
+              "--workers", "2", "--reps", "100"]  # fmt: skip
+    argv = [*common, "--tune", "learning_rate=3e-4,3e-3"]
+    assert main(argv) == 0
+    folder = _study_folder(argv)
+    out = capsys.readouterr().out
+    assert "tuning 8/8 runs complete" in out and "final 4/4 runs complete" in out
+    selected = yaml.safe_load((folder / SELECTED_FILE).read_text())
+    groups = {g["policy"]: g for g in selected["groups"]}
+    assert set(groups) == {"softmax", "escort"} and selected["metric"] == "auc"
+    for group in groups.values():
+        assert [s["point"]["learning_rate"] for s in group["scores"]] == [3e-4, 3e-3]
+        assert group["selected"] == max(group["scores"], key=lambda s: s["iqm"])["point"]
+        assert group["normalised"] and all(s["ci"][0] <= s["iqm"] <= s["ci"][1] and s["runs"] == 2 for s in group["scores"])
+    tuning_runs, final_runs = _configs(folder / TUNING_DIR), _configs(folder)
+    assert len(tuning_runs) == 8 and len(final_runs) == 4
+    tuning_seeds = {c["seed"] for c in tuning_runs.values()}
+    assert tuning_seeds == set(selected["tuning_seeds"]) and not tuning_seeds & {c["seed"] for c in final_runs.values()}
+    assert {(c["policy"], c["hyperparams"]["learning_rate"]) for c in tuning_runs.values()} == {
+        (p, lr) for p in ("softmax", "escort") for lr in (3e-4, 3e-3)
+    }
+    for config in final_runs.values():  # the final runs use their group's selection, on the --seeds seeds
+        assert config["seed"] in (0, 1)
+        assert config["resolved_hyperparams"]["learning_rate"] == groups[config["policy"]]["selected"]["learning_rate"]
+    spec = make_spec(["learning_rate=3e-4,3e-3"], 2, "auc", False)  # the selection follows from the tuning table alone
+    again = select(pd.read_csv(folder / TUNING_DIR / RESULTS_FILE), spec, {}, reps=100)
+    assert {s.group["policy"]: s.selected for s in again} == {p: g["selected"] for p, g in groups.items()}
+    assert set(pd.read_csv(folder / RESULTS_FILE)["seed"]) == {0, 1}  # the report compares the final runs alone
+    report = (folder / "report.md").read_text()
+    assert "## Tuning" in report and "learning_rate=" in report and (folder / "sensitivity.png").stat().st_size > 1000
+    assert (folder / TUNING_DIR / "report.md").exists()
+    before = {**_inodes(folder), **_inodes(folder / TUNING_DIR)}
+    text = (folder / SELECTED_FILE).read_text()
+    assert main([*argv, "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "tuning 8/8 runs complete (0 new, 8 already done)" in out and "final 4/4 runs complete (0 new, 4 already done)" in out
+    )
+    assert {**_inodes(folder), **_inodes(folder / TUNING_DIR)} == before and (folder / SELECTED_FILE).read_text() == text
+    changed = [*common, "--tune", "learning_rate=3e-4,1e-2", "--study", folder.name]
+    assert main(changed) == 2  # another grid in the same folder is refused before anything runs
+    assert "choose another --study name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("tune", "needle"),
+    [
+        (["unknown_key=1,2"], "unknown_key"),
+        (["learning_rate=fast,1e-3"], "fast"),
+        (["optimizer=sgd,adagrad"], "adagrad"),
+        (["learning_rate=[1e-3"], "not valid YAML"),
+        (["learning_rate=1e-3,1e-4", "--seeds", "5", "1000000"], "below 1000000"),
+        (["n_steps=64,128"], "also given in --hyperparams"),
+    ],
+)
+def test_a_bad_tuning_grid_exits_2_with_one_line_before_anything_runs(tmp_path, capsys, tune, needle):
+    argv = ["-f", str(tmp_path), *TUNE_TINY, "--policy", "softmax", "escort", "--workers", "1", "--tune", *tune]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("train.py: error:") and needle in err
+    assert not list(tmp_path.rglob("*"))
+
+
+def test_an_interrupted_run_is_never_complete_and_a_worker_does_not_return_it(tmp_path):
+    from experiments.study import run_remote
+
+    study = make_study(parse_configs([*TINY, "--seeds", "2", "-f", str(tmp_path)]))
+    finished, interrupted = (run_key(c) for c in study.configs)
+    store_run(study.runs_dir, finished, {"summary.json": b'{"timesteps": 256}'})
+    store_run(study.runs_dir, interrupted, {"summary.json": b'{"timesteps": 100, "interrupted": true}'})
+    assert complete_runs(study.folder) == {finished}
+    assert [run_key(c) for c in study.pending()] == [interrupted]
+    # a run interrupted on a worker (its env raises KeyboardInterrupt) comes back as an error, never as files to store
+    package = tmp_path / "interrupting_envs.py"
+    package.write_text(
+        "import gymnasium as gym\n"
+        "from gymnasium.envs.classic_control import CartPoleEnv\n"
+        "class Interrupting(CartPoleEnv):\n"
+        "    def step(self, action):\n"
+        "        raise KeyboardInterrupt\n"
+        "gym.register('StudyInterrupting-v0', entry_point=Interrupting, max_episode_steps=50)\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        config = RunConfig(
+            env="StudyInterrupting-v0", gym_packages=["interrupting_envs"], n_timesteps=64, n_envs=1, eval_freq=0
+        )
+        with pytest.raises(RuntimeError, match="interrupted"):
+            run_remote(config.to_dict())
+    finally:
+        sys.path.remove(str(tmp_path))
