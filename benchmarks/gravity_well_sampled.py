@@ -985,6 +985,17 @@ Read with the tables above; the numbers quoted are from the runs recorded there.
   shortest route, to 0.93 V*, mostly 0.72, 0.85 or 0.90). The tuned steps are large (10 times the YAML step for
   softmax and escort p = 2, 3 times for NeuRD and GNPG); with 3 tuning seeds at pi0 = 0.1 this part of the
   commitment may be a step-size effect; smaller steps were not run on the final seeds.
+- **FourRooms-v0 with the uniform start distribution (`rho` uniform over the non-terminal states, 10 seeds, cap
+  2,000): within the cap this objective is hard for every method, and sampling makes it harder.** The exact gradient
+  escapes from pi0 = 0.1 for softmax (1,005 iterations), escort p = 2 (1,323), escort p = 4 (1,750) and GNPG (23), and
+  from the uniform policy for all but NeuRD (softmax 1,001, escort p = 2 516, escort p = 4 1,025, GNPG 18); sampled,
+  only GNPG from pi0 = 0.1 (10/10, median 749) and softmax from pi0 = 0.1 (7/10, median 1,452) escape in most runs,
+  escort p = 4 in 3/10 and 2/10 (pi0 = 0.1, uniform), escort p = 2 and NeuRD in none. From pi0 <= 1e-2 no sampled run
+  of any method escaped, while exact GNPG did (103 and 332 iterations). Every state weighs in `V(rho)`, so the
+  adversarial start has to be undone in states that the sampled episodes reach only from a uniformly drawn start, a
+  few times per iteration each. The tuning says little here: at pi0 = 0.1 on 3 seeds most grid points escaped 0/3,
+  so several step sizes were picked by the tie rule (escort p = 2 and NeuRD: the middle of the grid); the escort
+  p = 2 column is at a step that may simply be too small for this cap. GNPG from the uniform policy committed in 7/10.
 - **Deep, Bandit-v0 (learned critics): the critic decides.** With PPO (a learned V baseline and sampled actions)
   escort p = 2 escaped from pi0 = 1e-2 in every run (median 3,392 steps) and softmax in none within 10,000 steps: the
   gravity well and the escort escape both show. With QAC (a learned Q) the ranking flips: softmax escaped in 19/19
@@ -998,11 +1009,21 @@ Read with the tables above; the numbers quoted are from the runs recorded there.
   has learned it. From the uniform start every deep run escaped.
 - **Deep, FourRooms-v0: one seed per cell, anecdotes only.** No PPO run reached 0.95 V* within 50,000 steps (from
   pi0 = 1e-2 softmax committed to a policy that never reaches the goal and escort stayed on the shortest route, greedy
-  0.72 V*; from the uniform start both ended near 0.87-0.89 V* with greedy policies at 0.999 V*). QAC all_actions
-  escaped from the uniform start (softmax at 28,672 steps, escort p = 2 at 69,632) and not from pi0 = 1e-2 (softmax
-  committed at 0.22 V*, escort ended at 0.78 V*). In every QAC run the critic's `Q(s0, a*)` was within 0.02 of the
-  exact `Q^pi(s0, a*)` of the policy it evaluates: here the failure from the adversarial start is one of exploration
-  (the states off the adversarial path are not visited), not of critic accuracy at the start state.
+  0.72 V*; from the uniform start both ended near 0.87-0.89 V* with greedy policies at 0.999 V*). The QAC cells of
+  FourRooms-v0 are not in the table: they were run with the previous critic (TD(0.9), no replay) and removed from the
+  cache when its FourRooms-v0 preset changed (next bullet); the command at the top reruns them with the new one.
+- **The critic's accuracy on FourRooms-v0** (`python benchmarks/qac_critic.py --seeds 3`: the actor frozen at a
+  fixed policy, 80% optimal, 100k steps, against the exact `A^pi` on the states visited >= 100 times). The preset now
+  replays the last 50 rollouts with one-step expected-SARSA targets, 200 critic steps per rollout: correlation of
+  learned and exact advantages 0.933 (worst seed 0.905), sign agreement 96.7%, mean error 0.21 of the median
+  `|A^pi|` (0.0106); the previous preset gave 0.62, 81% and 0.80. The learned argmax is an exact argmax in 76.6% of
+  the states (worst seed 71.8%), 90.4% of those whose best action leads the second by more than a tenth of the median
+  `|A^pi|`: the others are near-ties (within about 1e-3) below the critic's mean `|Q - Q^pi|` of 0.0026. So the
+  critic now ranks actions right where it matters by more than its own error, and the bar of 90% argmax agreement
+  over all states is not met because of the ties. `benchmarks/qac_fourrooms.py --variants 'subgoals=[]'`: 5/5 seeds
+  at 1.000 V* within 100k steps for softmax, escort and NeuRD. What it means for the gravity well: on Bandit-v0 (its
+  QAC preset unchanged) the failure of escort under QAC is a critic that has not yet seen `a*` (the deep Bandit-v0 bullet),
+  which no accuracy on visited pairs can fix; on FourRooms-v0 the deep runs with the new critic are still to be run.
 - **The adversarial start fit fails for some seeds** (`agents.initial_policy.fit_actor` stops after 2,000 Adam steps;
   the column "start fit failed"), and not always for the same seeds when a run is repeated: those runs are left out
   of the deep statistics, so the seeds left differ between cells. The cause was an unchecked LAPACK least-squares
@@ -1010,9 +1031,10 @@ Read with the tables above; the numbers quoted are from the runs recorded there.
   0 of 80 Bandit-v0 fits at pi0 = 0.01 failed (ppo and qac, softmax and escort, seeds 0-19). The failures did not
   depend on how a run would learn, so leaving them out removes runs at random rather than by outcome; a rerun of the
   deep parts with the fixed code fills the missing seeds.
-- **Not run here (time):** FourRooms-v0 with the uniform start distribution (tabular); QAC sampled on FourRooms-v0;
-  FourRooms-v0 beyond 10 tabular seeds and 3 tuning seeds per step size, and the FourRooms-v0 deep runs beyond one
-  seed per cell (anecdotes, not statistics); Bandit-v0 at the fixed step size from pi0 = 1e-4. The command at the
+- **Not run here (time):** QAC (all_actions and sampled) on FourRooms-v0 with the new critic; the deep runs with the
+  uniform start distribution (`deep_fourrooms_uniform`); FourRooms-v0 beyond 10 tabular seeds and 3 tuning seeds per
+  step size (both starts), Adam on FourRooms-v0, and the FourRooms-v0 deep runs beyond one seed per cell (anecdotes,
+  not statistics); Bandit-v0 at the fixed step size from pi0 = 1e-4. The command at the
   top completes them (a rerun skips the cached runs). The script gained the fifth step size of each grid, the start
   pi0 = 1e-4 and the critic columns between the invocations listed at the top; every cached run is keyed by its full
   configuration, so the tables hold only runs of the configurations they name, and the deep Bandit-v0 runs without a
