@@ -199,6 +199,12 @@ def write_doc(args: argparse.Namespace, study: Path, provenance: str) -> None:
         "CI that includes 0, which at this number of seeds does not rule out differences of that CI's size.",
         "- They say nothing about 10M-step performance or about Atari; the published column is the scale reached "
         f"with {1 / budget:.0f} times this budget on a variant of the games without sticky actions.",
+        "- Per-game CIs are not corrected for testing five games: with five independent 95% intervals, one excluding 0 "
+        "by chance happens about one time in four when there is no difference anywhere. The cross-game aggregates of "
+        "the report (IQM, probability of improvement, with stratified-bootstrap CIs) are the one test of the suite.",
+        "- The speeds were measured on a shared 2-core machine with two runs at a time and other work alongside; "
+        "differences between the policies' columns reflect what ran beside each run, not the parameterization "
+        "(BENCHMARKS.md measures that side by side).",
         "- Seaquest has no published PPO figure and so no target: it appears per game and is left out of the "
         "cross-game aggregates of the report below.",
         "",
