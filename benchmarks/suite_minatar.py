@@ -19,6 +19,7 @@ seeds, from ``scipy.stats.bootstrap``).
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import shutil
 import subprocess
@@ -145,6 +146,22 @@ def speed_lines(study: Path) -> list[str]:
     return lines
 
 
+def run_commits(study: Path) -> str:
+    """:return: the commits the runs trained at, ``-dirty`` where the tree differed"""
+    commits = set()
+    for config_file in study.glob("runs/*/config.yml"):
+        provenance = yaml.safe_load(config_file.read_text()).get("provenance", {})
+        commits.add(f"{str(provenance.get('git_commit', 'unknown'))[:7]}{'-dirty' if provenance.get('git_dirty') else ''}")
+    return ", ".join(sorted(commits))
+
+
+def run_dates(study: Path) -> str:
+    """:return: the first and last modification times of the runs' summaries, UTC"""
+    times = sorted(path.stat().st_mtime for path in study.glob("runs/*/summary.json"))
+    stamp = [datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") for t in times]
+    return f"{stamp[0]} and {stamp[-1]}" if stamp else "?"
+
+
 def copy_report(study: Path) -> str:
     """Copy the study's figures into ``docs/`` as ``suite_minatar_<name>.png``.
 
@@ -174,6 +191,9 @@ def write_doc(args: argparse.Namespace, study: Path, provenance: str) -> None:
         "(resumable: the same command skips finished runs; `--seeds 10` adds seeds, `-n 10000000` starts the 10M-step "
         f"study, about {ten_million_hours(study):.1f} CPU hours per policy and seed for the five games at the median "
         "speeds below).",
+        "",
+        f"The runs trained at commit {run_commits(study)} (from their `config.yml`), between "
+        f"{run_dates(study)}; a rerun of the command finds them done and rewrites this doc.",
         "",
         f"**Budget.** {args.n_timesteps:,} steps per run, {budget:.1%} of the 10M steps behind the published PPO "
         "figures (gymnax-blines, on gymnax's JAX MinAtar, which has no sticky actions; here MinAtar itself with sticky "
