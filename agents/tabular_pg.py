@@ -41,7 +41,8 @@ criterion come from the exact evaluation of the current policy; the learning sig
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
@@ -49,8 +50,8 @@ from typing import Any
 import numpy as np
 
 from agents.exact_mdp import Evaluation
-from agents.exact_pg import ExactPG, check_choice, check_open_unit, check_positive
-from agents.tabular_rollout import Episodes, Sampler, make_sampler
+from agents.exact_pg import Callback, ExactPG, check_choice, check_open_unit, check_positive
+from agents.tabular_rollout import Episodes, FourRoomsSampler, RolloutPool, Sampler, make_sampler
 
 GRADIENTS = ("exact", "sampled")
 #: ``spawn_key`` of the rollout generator's ``SeedSequence`` (the random init uses ``default_rng(seed)`` itself).
@@ -257,3 +258,46 @@ class TabularPG(ExactPG):
         suboptimal = float(self.mdp.initial @ V) < self.optimal_value - tolerance
         on_path = (d > 1e-12) & ~self.mdp.terminal
         return bool(suboptimal and np.all(pi[on_path, greedy[on_path]] >= self.committal_threshold))
+
+
+def learn_together(agents: Sequence[TabularPG], n_iterations: int, callbacks: Sequence[Callback | None] | None = None) -> None:
+    """
+    ``agent.learn(n_iterations, callback)`` for every agent, with the episodes of all of them stepped together in one
+    batch (:class:`agents.tabular_rollout.RolloutPool`): the same numbers as learning one after the other, several
+    times faster on FourRooms-v0 (``benchmarks/tabular_pg_speed.py``). Each agent learns in its own thread; numpy
+    releases no time here, so the gain is the batched env step, not parallelism.
+
+    :param agents: sampled-gradient agents on FourRooms-v0 without slip.
+    :param n_iterations: iterations of each agent, >= 0 (an agent may stop earlier through its callback).
+    :param callbacks: one per agent (None: none).
+    :raises ValueError: when an agent's episodes cannot be pooled; the first error an agent raises while learning.
+    """
+    callbacks = [None] * len(agents) if callbacks is None else list(callbacks)
+    if len(callbacks) != len(agents):
+        raise ValueError(f"expected {len(agents)} callbacks, one per agent, got {len(callbacks)}")
+    pool = RolloutPool(len(agents))
+    for agent in agents:
+        if not isinstance(agent.sampler, FourRoomsSampler):
+            raise ValueError("learn_together pools sampled-gradient agents on FourRooms-v0 only (gradient='sampled')")
+        pool.join(agent.sampler)
+    errors: list[BaseException] = []
+
+    def work(agent: TabularPG, callback: Callback | None) -> None:
+        try:
+            agent.learn(n_iterations, callback)
+        except BaseException as error:  # reported to the caller below
+            errors.append(error)
+        finally:
+            pool.leave()
+
+    threads = [threading.Thread(target=work, args=pair, daemon=True) for pair in zip(agents, callbacks, strict=True)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for agent in agents:
+            agent.sampler.pool = None  # type: ignore[union-attr]
+    if errors:
+        raise errors[0]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -182,6 +183,7 @@ class FourRoomsSampler:
         self.horizon = time_limit(env, mdp.gamma)
         self.rng = rng
         self._batches: dict[int, FourRoomsBatch] = {}
+        self.pool: RolloutPool | None = None
 
     def _batch(self, n: int) -> FourRoomsBatch:
         if n not in self._batches:
@@ -189,20 +191,136 @@ class FourRoomsSampler:
             self._batches[n].np_random = self.rng
         return self._batches[n]
 
-    def sample(self, pi: np.ndarray, n: int) -> Episodes:
-        """:param pi: ``(S, A)`` action probabilities.
-        :param n: number of episodes.
-        :return: the episodes."""
+    def start_states(self, n: int) -> np.ndarray:
+        """:param n: number of episodes.
+        :return: ``(n,)`` start states of a new batch of episodes (drawn from the generator where the start is random)."""
         batch = self._batch(n)
         batch.reset()
         if self.start is not None:
             batch.states = np.searchsorted(self.start, self.rng.random(n), side="right")
+        return batch.states.copy()
+
+    def sample(self, pi: np.ndarray, n: int) -> Episodes:
+        """:param pi: ``(S, A)`` action probabilities.
+        :param n: number of episodes.
+        :return: the episodes (from the :class:`RolloutPool` the sampler has joined, if any)."""
+        if self.pool is not None:
+            return self.pool.sample(self, pi, n)
+        start = self.start_states(n)
+        batch = self._batches[n]
 
         def step(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             rewards, terminated, _ = batch.step(actions)
             return batch.states, rewards, terminated
 
-        return rollout(batch.states.copy(), step, pi, self.horizon, self.rng)
+        return rollout(start, step, pi, self.horizon, self.rng)
+
+
+class RolloutPool:
+    """
+    The episodes of several :class:`FourRoomsSampler` s (one per agent, each run in its own thread), stepped together
+    in one :class:`envs.four_rooms_vec.FourRoomsBatch`: every agent asks for its episodes with :meth:`sample` and
+    waits; once every agent still running has asked, the last one to ask rolls out all the requests side by side and
+    wakes the others. Each agent's episodes are number for number the ones its sampler alone gives: its start states
+    and its actions are drawn from its own generator, in the same order (the pool needs ``slip = 0``, where the env
+    draws nothing). An agent that stops calls :meth:`leave`.
+
+    :param members: the number of agents that will ask.
+    """
+
+    def __init__(self, members: int) -> None:
+        self._live = int(members)
+        self._condition = threading.Condition()
+        self._requests: dict[int, tuple[FourRoomsSampler, np.ndarray, int]] = {}
+        self._results: dict[int, Episodes | BaseException] = {}
+        self._batches: dict[int, FourRoomsBatch] = {}
+
+    def join(self, sampler: FourRoomsSampler) -> None:
+        """:param sampler: a sampler whose episodes the pool will roll out from now on.
+        :raises ValueError: when its env slips (the pool cannot reproduce its slip draws)."""
+        if sampler.kwargs["slip"]:
+            raise ValueError("a RolloutPool needs FourRooms-v0 without slip (slip = 0)")
+        sampler.pool = self
+
+    def sample(self, sampler: FourRoomsSampler, pi: np.ndarray, n: int) -> Episodes:
+        """:param sampler: the asking agent's sampler.
+        :param pi: ``(S, A)`` its policy.
+        :param n: its number of episodes.
+        :return: its episodes."""
+        ticket = id(sampler)
+        with self._condition:
+            self._requests[ticket] = (sampler, pi, n)
+            self._serve_if_ready()
+            while ticket not in self._results:
+                self._condition.wait()
+            result = self._results.pop(ticket)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def leave(self) -> None:
+        """An agent is done: the others no longer wait for it."""
+        with self._condition:
+            self._live -= 1
+            self._serve_if_ready()
+
+    def _serve_if_ready(self) -> None:
+        if not self._requests or len(self._requests) < self._live:
+            return
+        requests, self._requests = self._requests, {}
+        try:
+            self._results.update(self._rollout(list(requests.values()), list(requests)))
+        except BaseException as error:  # every waiting agent gets the error instead of waiting for ever
+            self._results.update({ticket: error for ticket in requests})
+        self._condition.notify_all()
+
+    def _batch(self, sampler: FourRoomsSampler, n: int) -> FourRoomsBatch:
+        if n not in self._batches:
+            self._batches[n] = FourRoomsBatch(n, None, **sampler.kwargs)
+        return self._batches[n]
+
+    def _rollout(self, requests: list[tuple[FourRoomsSampler, np.ndarray, int]], tickets: list[int]) -> dict[int, Episodes]:
+        """:func:`rollout` of every request side by side. Each agent's action draws come from its own generator: a
+        block for the whole horizon is drawn at once, and once the agent's episodes have ended its generator is put
+        back where drawing only the numbers used would have left it (a double costs one draw of the bit generator)."""
+        sizes = np.array([n for _, _, n in requests])
+        ends = np.cumsum(sizes)
+        total = int(ends[-1])
+        slices = [slice(e - n, e) for n, e in zip(sizes, ends, strict=True)]
+        n_states = requests[0][1].shape[0]
+        cdf = np.concatenate([action_cdf(pi) for _, pi, _ in requests])
+        offset = np.repeat(np.arange(len(requests)) * n_states, sizes)
+        batch = self._batch(requests[0][0], total)
+        batch.states = np.concatenate([sampler.start_states(n) for sampler, _, n in requests])
+        batch.elapsed[:] = 0
+        horizon = requests[0][0].horizon
+        saved = [sampler.rng.bit_generator.state for sampler, _, _ in requests]
+        u = np.concatenate([sampler.rng.random((horizon, n)) for sampler, _, n in requests], axis=1)
+        states, actions, rewards, alive = [batch.states.copy()], [], [], []
+        running = np.ones(total, dtype=bool)
+        steps = np.full(len(requests), horizon)
+        active = np.ones(len(requests), dtype=bool)
+        for t in range(horizon):
+            a = (cdf.take(offset + states[-1], axis=0) <= u[t, :, None]).sum(axis=1)
+            r, terminated, _ = batch.step(a)
+            actions.append(a)
+            rewards.append(np.where(running, r, 0.0))
+            alive.append(running)
+            states.append(batch.states.copy())
+            running = running & ~terminated
+            still = np.logical_or.reduceat(running, ends - sizes)
+            steps[active & ~still] = t + 1
+            active = still
+            if not active.any():
+                break
+        for (sampler, _, n), state, k in zip(requests, saved, steps, strict=True):
+            sampler.rng.bit_generator.state = state
+            sampler.rng.random(int(k) * n)
+        arrays = [np.stack(x) for x in (states, actions, rewards, alive)]
+        return {
+            ticket: Episodes(*(x[: steps[k] + (i == 0), slices[k]].copy() for i, x in enumerate(arrays)))
+            for k, ticket in enumerate(tickets)
+        }
 
 
 class GymVectorSampler:

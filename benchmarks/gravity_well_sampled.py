@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repository root, for a checkout not pip-installed
 
 import envs  # noqa: E402,F401  (registers the envs)
-from agents.tabular_pg import TabularPG  # noqa: E402
+from agents.tabular_pg import TabularPG, learn_together  # noqa: E402
 from envs.tabular import policy_evaluation, value_iteration  # noqa: E402
 from experiments.hyperparams import load_hyperparams  # noqa: E402
 
@@ -54,6 +54,8 @@ DOC = DOCS / "gravity_well_sampled.md"
 DEFAULT_OUT = Path("/tmp/gravity_well_sampled")
 TUNING_SEED = 10_000
 N_EPISODES = 16
+#: Seeds of one tabular cell run in one call (learning together on FourRooms-v0).
+POOLED_SEEDS = 25
 BOOTSTRAP_REPS = 5_000
 #: Methods: label -> (policy, p).
 TABULAR_METHODS: dict[str, tuple[str, float]] = {
@@ -262,40 +264,54 @@ def make_agent(cell: TabularCell, seed: int) -> TabularPG:
     )
 
 
-def run_tabular(job: tuple[TabularCell, int]) -> dict[str, Any]:
-    """Run one tabular configuration until its cap, its escape or its commitment.
+def run_tabular(job: tuple[TabularCell, tuple[int, ...]]) -> list[dict[str, Any]]:
+    """Run one tabular configuration on several seeds, each until its cap, its escape or its commitment.
 
-    :param job: the cell and the seed.
-    :return: the result row (JSON-able).
+    Sampled FourRooms-v0 runs learn together (``agents.tabular_pg.learn_together``: the same numbers as one at a time,
+    with their episodes stepped in one batch); the others one after the other.
+
+    :param job: the cell and its seeds.
+    :return: one result row (JSON-able) per seed; ``wall`` is the seeds' shared wall time over their number.
     """
-    cell, seed = job
+    cell, seeds = job
     setting = SETTINGS[cell.setting]
-    agent = make_agent(cell, seed)
-    committed = [False]
+    agents = [make_agent(cell, seed) for seed in seeds]
+    committed = [False] * len(agents)
 
-    def stop(a: TabularPG) -> bool:
-        if a.escape_time is not None:
-            return False
-        if a.num_iterations % setting.check_every == 0 and a.committal_failure():
-            committed[0] = True
-            return False
-        return True
+    def stopper(k: int) -> Callable[[TabularPG], bool]:
+        def stop(a: TabularPG) -> bool:
+            if a.escape_time is not None:
+                return False
+            if a.num_iterations % setting.check_every == 0 and a.committal_failure():
+                committed[k] = True
+                return False
+            return True
+
+        return stop
 
     start = time.perf_counter()
-    agent.learn(setting.cap, callback=stop)
-    history = agent.history
-    return {
-        "key": cell.key(),
-        "seed": seed,
-        "cell": asdict(cell),
-        "escape_time": agent.escape_time,
-        "committed": committed[0] or (agent.escape_time is None and agent.committal_failure()),
-        "iterations": agent.num_iterations,
-        "cap": setting.cap,
-        "final_pi_star": float(history["pi_star"][-1]),
-        "final_fraction": float(history["value"][-1] / agent.optimal_value),
-        "wall": time.perf_counter() - start,
-    }
+    callbacks = [stopper(k) for k in range(len(agents))]
+    if cell.gradient == "sampled" and setting.env_id == "FourRooms-v0":
+        learn_together(agents, setting.cap, callbacks)
+    else:
+        for agent, callback in zip(agents, callbacks, strict=True):
+            agent.learn(setting.cap, callback=callback)
+    wall = (time.perf_counter() - start) / len(agents)
+    return [
+        {
+            "key": cell.key(),
+            "seed": seed,
+            "cell": asdict(cell),
+            "escape_time": agent.escape_time,
+            "committed": committed[k] or (agent.escape_time is None and agent.committal_failure()),
+            "iterations": agent.num_iterations,
+            "cap": setting.cap,
+            "final_pi_star": float(agent.history["pi_star"][-1]),
+            "final_fraction": float(agent.history["value"][-1] / agent.optimal_value),
+            "wall": wall,
+        }
+        for k, (seed, agent) in enumerate(zip(seeds, agents, strict=True))
+    ]
 
 
 # --------------------------------------------------------------------------------------------------- deep runs
@@ -374,7 +390,7 @@ class ExactEscape:
         return self.escape_step is None
 
 
-def run_deep(job: tuple[DeepCell, int]) -> dict[str, Any]:
+def run_deep_one(job: tuple[DeepCell, int]) -> dict[str, Any]:
     """Train one deep configuration through the train.py code path, stopping at escape.
 
     :param job: the cell and the seed.
@@ -435,6 +451,13 @@ def run_deep(job: tuple[DeepCell, int]) -> dict[str, Any]:
     }
 
 
+def run_deep(job: tuple[DeepCell, tuple[int, ...]]) -> list[dict[str, Any]]:
+    """:param job: a deep cell and its seeds.
+    :return: :func:`run_deep_one` of each seed."""
+    cell, seeds = job
+    return [run_deep_one((cell, seed)) for seed in seeds]
+
+
 # --------------------------------------------------------------------------------------------------- cache and pool
 
 
@@ -472,19 +495,44 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_jobs(cache: Cache, jobs: list[tuple[Any, int]], fn: Callable[[Any], dict[str, Any]], workers: int) -> None:
-    """Run the jobs not yet cached, caching each result as it arrives."""
+def chunks(jobs: list[tuple[Any, int]], size: int) -> list[tuple[Any, tuple[int, ...]]]:
+    """:return: the jobs as (cell, seeds) groups of at most ``size`` seeds of one cell: the first group of every cell
+    (cells in the order of their first job), then the second of every cell, ..., so that a partial run leaves every
+    cell with a similar number of seeds."""
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    for cell, seed in jobs:
+        groups.setdefault(cell.key(), (cell, []))[1].append(seed)
+    rounds = max(math.ceil(len(seeds) / size) for _, seeds in groups.values())
+    return [
+        (cell, tuple(seeds[i * size : (i + 1) * size]))
+        for i in range(rounds)
+        for cell, seeds in groups.values()
+        if i * size < len(seeds)
+    ]
+
+
+def run_jobs(
+    cache: Cache,
+    jobs: list[tuple[Any, int]],
+    fn: Callable[[Any], list[dict[str, Any]]],
+    workers: int,
+    chunk: int = 1,
+) -> None:
+    """Run the jobs not yet cached, ``chunk`` seeds of a cell per call of ``fn``, caching each result as it arrives."""
     todo = [j for j in jobs if not cache.has(j[0].key(), j[1])]
     print(f"{len(todo)} of {len(jobs)} runs to do", flush=True)
     if not todo:
         return
+    groups = chunks(todo, chunk)
     if workers <= 1:
-        for job in todo:
-            cache.add(fn(job))
+        for group in groups:
+            for row in fn(group):
+                cache.add(row)
         return
     with Pool(workers, initializer=_init_worker) as pool:
-        for row in pool.imap_unordered(fn, todo):
-            cache.add(row)
+        for rows in pool.imap_unordered(fn, groups):
+            for row in rows:
+                cache.add(row)
 
 
 # --------------------------------------------------------------------------------------------------- statistics
@@ -626,18 +674,18 @@ def tabular_part(cache: Cache, setting: Setting, n_seeds: int, n_tune: int, work
     """Tune, then run the final and exact cells of one setting."""
     tune_jobs = [(c, TUNING_SEED + i) for c in tuning_cells(setting) for i in range(n_tune)]
     print(f"[{setting.key}] tuning", flush=True)
-    run_jobs(cache, tune_jobs, run_tabular, workers)
+    run_jobs(cache, tune_jobs, run_tabular, workers, POOLED_SEEDS)
     cells = final_cells(setting, select_learning_rates(cache, setting, n_tune))
     print(f"[{setting.key}] exact", flush=True)
     run_jobs(cache, [(exact_twin(c), 0) for c in cells], run_tabular, workers)
     print(f"[{setting.key}] final", flush=True)
     # seed-major order, so that a partial run leaves every cell with a similar number of seeds
-    run_jobs(cache, [(c, s) for s in range(n_seeds) for c in cells], run_tabular, workers)
+    run_jobs(cache, [(c, s) for s in range(n_seeds) for c in cells], run_tabular, workers, POOLED_SEEDS)
     if setting.fixed_factors:
         print(f"[{setting.key}] fixed step sizes", flush=True)
         fixed = fixed_cells(setting)
         run_jobs(cache, [(exact_twin(c), 0) for c in fixed], run_tabular, workers)
-        run_jobs(cache, [(c, s) for s in range(n_seeds) for c in fixed], run_tabular, workers)
+        run_jobs(cache, [(c, s) for s in range(n_seeds) for c in fixed], run_tabular, workers, POOLED_SEEDS)
 
 
 def deep_cells(setting: DeepSetting, algos: Iterable[str] = tuple(DEEP_ALGOS)) -> list[DeepCell]:

@@ -9,6 +9,11 @@ second and milliseconds per iteration, with the mean episode length at the start
 its 200-step time limit; the adversarial start, which rarely reaches the goal, is the slow case). ``learn`` is timed
 while the agent learns, so its episodes shorten as the policy improves; the rollout row keeps the start policy. The bars:
 >= 20,000 sampled episodes per second on Bandit-v0, and < 20 ms for one 16-episode FourRooms-v0 iteration.
+
+Last, side by side in this run: ``--pooled`` FourRooms-v0 agents (softmax, 16 episodes, adversarial start, seeds
+``0..K-1``) learning ``--pooled-iterations`` iterations one after the other, then the same agents from scratch learning
+together (``agents.tabular_pg.learn_together``, their episodes in one batch), with the ratio of the two wall times and
+a check that both give the same parameters.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for a checkout not pip-installed
 
 import envs  # noqa: E402,F401  (registers the envs)
-from agents.tabular_pg import TabularPG  # noqa: E402
+from agents.tabular_pg import TabularPG, learn_together  # noqa: E402
 from benchmarks.provenance import after_runs, header  # noqa: E402
 
 #: ``(env id, policy, n_episodes, init, learning rate)`` of each row.
@@ -88,11 +94,38 @@ def time_row(row: tuple[str, str, int, str, float], seconds: float, repeats: int
     }
 
 
+def pooled_speed(n_agents: int, n_iterations: int) -> tuple[float, float, bool]:
+    """
+    :param n_agents: agents (seeds ``0..n_agents-1``).
+    :param n_iterations: iterations of each.
+    :return: wall seconds one after the other, wall seconds together, and whether the parameters agree exactly.
+    """
+
+    def fresh() -> list[TabularPG]:
+        return [
+            TabularPG(gym.make("FourRooms-v0"), policy="softmax", gradient="sampled", init="adversarial", pi0=0.01, seed=s)
+            for s in range(n_agents)
+        ]
+
+    alone, together = fresh(), fresh()
+    start = time.perf_counter()
+    for agent in alone:
+        agent.learn(n_iterations)
+    sequential = time.perf_counter() - start
+    start = time.perf_counter()
+    learn_together(together, n_iterations)
+    pooled = time.perf_counter() - start
+    same = all(np.array_equal(a.theta, b.theta) for a, b in zip(alone, together, strict=True))
+    return sequential, pooled, same
+
+
 def main() -> None:
     """Print the table and the two bars."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timings per measure; the best counts")
     parser.add_argument("--seconds", type=float, default=0.5, help="about how long one timing lasts")
+    parser.add_argument("--pooled", type=int, default=50, help="FourRooms-v0 agents learning together")
+    parser.add_argument("--pooled-iterations", type=int, default=40, help="iterations of each pooled agent")
     args = parser.parse_args()
     print(header())
     print(f"best of {args.repeats} timings of ~{args.seconds:g} s; wall-clock time; one process, OMP_NUM_THREADS=1")
@@ -110,6 +143,13 @@ def main() -> None:
     rooms = max(1e3 * timing["learn"] for row, timing in results.items() if row[0] == "FourRooms-v0" and row[2] == 16)
     print(f"Bandit-v0, 16 episodes per iteration, learn() included: {bandit:,.0f} episodes per second (bar >= {BANDIT_BAR:,})")
     print(f"FourRooms-v0, one 16-episode iteration, slowest row: {rooms:.2f} ms (bar < {FOUR_ROOMS_BAR_MS:g} ms)")
+    sequential, pooled, same = pooled_speed(args.pooled, args.pooled_iterations)
+    per = 1e3 / (args.pooled * args.pooled_iterations)
+    print(
+        f"FourRooms-v0, {args.pooled} agents x {args.pooled_iterations} iterations: one after the other "
+        f"{sequential * per:.2f} ms per agent-iteration, together {pooled * per:.2f} ms: {sequential / pooled:.2f}x faster; "
+        f"same parameters: {'yes' if same else 'NO'}"
+    )
     print(after_runs())
 
 

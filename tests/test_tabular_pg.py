@@ -13,7 +13,7 @@ import pytest
 
 import envs  # noqa: F401  (registers the envs)
 from agents import ExactPG, TabularPG
-from agents.tabular_pg import advantage_estimate, visits
+from agents.tabular_pg import advantage_estimate, learn_together, visits
 from agents.tabular_rollout import GymVectorSampler, make_sampler
 from experiments.cli import main
 from experiments.results import read_metrics
@@ -139,6 +139,58 @@ def test_same_seed_same_numbers_and_sampled_learning_improves() -> None:
     bandit.learn(300)
     history = bandit.history
     assert history["value"][-20:].mean() > history["value"][0] + 0.1 and bandit.num_episodes == 300 * 16
+
+
+def _fourrooms_agent(policy: str, seed: int, **kwargs: object) -> TabularPG:
+    env = gym.make("FourRooms-v0", **kwargs.pop("env_kwargs", {}))  # type: ignore[arg-type]
+    options: dict = {"init": "adversarial", "pi0": 0.1, **kwargs}
+    return TabularPG(env, policy=policy, gradient="sampled", n_episodes=8, seed=seed, **options)
+
+
+def test_learning_together_gives_the_numbers_of_learning_alone() -> None:
+    specs = [
+        ("softmax", 0, {}),
+        ("escort", 1, {"p": 4.0}),
+        ("neurd", 2, {}),
+        ("escort", 3, {"rho": "uniform", "init": "uniform"}),
+        ("gnpg", 4, {"env_kwargs": {"start_distribution": "uniform"}}),
+    ]
+    stop_at = {2: 7}  # one agent stops early through its callback; the others must not wait for it
+
+    def callbacks() -> list:
+        return [(lambda a, k=k: a.num_iterations < stop_at[k]) if k in stop_at else None for k in range(len(specs))]
+
+    alone = [_fourrooms_agent(policy, seed, **dict(kw)) for policy, seed, kw in specs]
+    for agent, callback in zip(alone, callbacks(), strict=True):
+        agent.learn(20, callback)
+    together = [_fourrooms_agent(policy, seed, **dict(kw)) for policy, seed, kw in specs]
+    learn_together(together, 20, callbacks())
+    for a, b in zip(alone, together, strict=True):
+        assert a.num_iterations == b.num_iterations and a.num_episodes == b.num_episodes
+        np.testing.assert_array_equal(a.theta, b.theta)
+        for key, values in a.history.items():
+            np.testing.assert_array_equal(values, b.history[key])
+        np.testing.assert_array_equal(a.sample_episodes().actions, b.sample_episodes().actions)  # generators in step too
+    assert together[2].num_iterations == 7 and together[0].num_iterations == 20
+
+
+def test_learning_together_refuses_what_it_cannot_pool_and_passes_errors_on() -> None:
+    with pytest.raises(ValueError, match="slip"):
+        learn_together([_fourrooms_agent("softmax", 0, env_kwargs={"slip": 0.1})], 2)
+    bandit = TabularPG(gym.make("Bandit-v0"), policy="softmax", gradient="sampled", seed=0)
+    with pytest.raises(ValueError, match="FourRooms-v0 only"):
+        learn_together([bandit], 2)
+
+    def fail(agent: TabularPG) -> bool:
+        if agent.num_iterations == 3:
+            raise RuntimeError("callback failed")
+        return True
+
+    agents = [_fourrooms_agent("softmax", 0), _fourrooms_agent("escort", 1)]
+    with pytest.raises(RuntimeError, match="callback failed"):
+        learn_together(agents, 10, [fail, None])
+    assert agents[1].num_iterations == 10  # the other agent was not left waiting
+    assert agents[0].sampler.pool is None  # type: ignore[union-attr]
 
 
 def test_exact_gradient_is_exact_pg_number_for_number() -> None:
