@@ -15,7 +15,7 @@ from typing import Any
 
 from experiments.config import TABULAR_ALGOS, RunConfig, parse_key_values
 from experiments.errors import UsageError
-from experiments.study import StudyOptions
+from experiments.study.options import StudyOptions
 from experiments.suites import add_suite_argument, apply_suites, study_groups
 
 #: Short flags, as rl-zoo3 spells them.
@@ -80,7 +80,7 @@ def parse_command(argv: Sequence[str]) -> tuple[list[RunConfig], StudyOptions]:
     :param argv: arguments without the program name
     :return: one ``RunConfig`` per run (grid x seeds, identical runs once), and the options
     """
-    from experiments.study import expand_seeds
+    from experiments.study.spec import expand_seeds
 
     args = vars(build_parser().parse_args(list(argv)))
     options = StudyOptions(**{f.name: args.pop(f.name) for f in dataclasses.fields(StudyOptions)})
@@ -198,15 +198,16 @@ def check_checkpoint_flags(config: RunConfig) -> None:
 
 
 def _study(configs: list[RunConfig], options: StudyOptions) -> int:
-    from experiments.study import make_study, run_study, summary_line
+    from experiments.study.launch import run_study
+    from experiments.study.progress import summary_line
+    from experiments.study.spec import make_study
 
     if any(c.resume or c.checkpoint_freq > 0 for c in configs):
         raise UsageError("a study resumes by running the same command again: leave out --resume and --checkpoint-freq")
     study = make_study(configs, options.study, options.tune)
     where = options.cluster or f"a local Dask cluster ({min(options.workers, len(configs))} workers)"
-    if configs[0].verbose:
-        print(f"study {study.name}: {len(configs)} runs in {study.folder}, on {where}", flush=True)
-    outcome = run_study(study, options)
+    header = f"study {study.name}: {len(configs)} runs in {study.folder}, on {where}" if configs[0].verbose else None
+    outcome = run_study(study, options, header=header)
     print(summary_line(outcome), flush=True)
     if outcome.interrupted:
         return 130
@@ -240,7 +241,8 @@ def _report(argv: Sequence[str]) -> int:
     from pathlib import Path
 
     from experiments.report import write_report
-    from experiments.study import load_spec, write_results
+    from experiments.study.spec import load_spec
+    from experiments.study.storage import write_results
 
     args = build_report_parser().parse_args(list(argv))
     if args.reps < 10:

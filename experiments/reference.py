@@ -27,7 +27,7 @@ runs: ``final_value``; SB3 runs: ``greedy_value``), else supervised ``test_accur
 are greedy iff the evaluation was deterministic (``eval_deterministic`` of the resolved hyperparameters, else greedy
 for every env but Atari, MiniGrid and MinAtar, as ``experiments.sb3_run.eval_deterministic``).
 
-**In results.csv** (``experiments.study.run_rows``) each run carries, at its last timestep, the metrics of
+**In results.csv** (``experiments.study.storage.run_rows``) each run carries, at its last timestep, the metrics of
 ``reference_metrics``: ``normalized_score``, ``reference_random`` and ``reference_target`` when a reference applies,
 and for SB3 runs ``eval_deterministic`` (1: its evaluation returns are the greedy policy's, 0: the stochastic one's).
 The columns of the table stay as they were.

@@ -16,8 +16,8 @@ The suites are data, ``hyperparams/suites.yml``::
 A suite combines with ``--algo``, ``--policy``, ``--p`` and ``--seeds`` like a list of ``--env``: every run of the
 grid is made for every env of the suite, with the env's budget (``-n`` overrides it for every env) and its env kwargs
 (``--env-kwargs`` adds to them, and wins). Budgets and env kwargs are grid fields of a study
-(``experiments.study.RUN_FIELDS``), so a command line's suites make one study; the run folders of an env's variants are
-told apart by their env kwargs (``experiments.study.run_key``: ``ppo_FourRooms-v0_escort-p2_s0_slip-0.1``), and the
+(``experiments.study.spec.RUN_FIELDS``), so a command line's suites make one study; the run folders of an env's variants are
+told apart by their env kwargs (``experiments.study.naming.run_key``: ``ppo_FourRooms-v0_escort-p2_s0_slip-0.1``), and the
 report names them ``FourRooms-v0 (slip=0.1)``.
 """
 
@@ -34,8 +34,8 @@ from typing import Any
 from experiments.config import RunConfig, load_yaml
 from experiments.errors import UsageError
 from experiments.hyperparams import HYPERPARAMS_DIR
-from experiments.study import run_key, shared_settings
-from experiments.tuning import env_label
+from experiments.study.naming import env_label, run_key
+from experiments.study.spec import shared_settings
 
 SUITES_FILE = HYPERPARAMS_DIR / "suites.yml"
 LIST = "list"
@@ -160,7 +160,7 @@ def study_groups(configs: Sequence[RunConfig], name: str | None) -> list[tuple[l
     env kwargs included).
 
     :param configs: the runs
-    :param name: the ``--study`` name, or None (``experiments.study.default_name``)
+    :param name: the ``--study`` name, or None (``experiments.study.naming.default_name``)
     :return: (runs, study name) per study
     :raises ValueError: for runs that do not share their settings (no command line makes them)
     """

@@ -286,7 +286,7 @@ def test_a_tuning_grids_labels_carry_the_grid_point(tmp_path):
 
 
 def test_curve_colours_of_up_to_ten_labels_are_far_apart():
-    from experiments.report import _colors
+    from experiments.report.figures import _colors
 
     labels = ["a2c/softmax", "a2c/escort-p2", "ppo/softmax", "ppo/escort-p2", "qac/softmax", "qac/escort-p2", "qac/neurd"]
     rgb = np.array(list(_colors(labels).values()))

@@ -294,10 +294,12 @@ def test_a_run_that_raises_is_recorded_and_retried_not_fatal(tmp_path, scheduler
     ("hyperparams", "needle"),
     [(["unknown_key=1"], "unknown_key"), (["learning_rate=fast"], "fast"), (["batch_size=0"], "batch_size")],
 )
-def test_a_study_with_a_bad_hyperparameter_exits_2_before_any_run(tmp_path, capsys, hyperparams, needle):
+def test_a_study_with_a_bad_hyperparameter_exits_2_before_any_run(tmp_path, capfd, hyperparams, needle):
     argv = ["-f", str(tmp_path), *TINY, *hyperparams, "--policy", "softmax", "escort", "--seeds", "2", "--workers", "1"]
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
+    assert main([*argv, "--verbose", "1"]) == 2  # the study's header line waits until its runs are checked
+    out, err = capfd.readouterr()
+    assert out == ""
+    err = err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("train.py: error: run ppo_FourRooms-v0_") and needle in err
     assert not list(tmp_path.rglob("*"))
 
@@ -411,9 +413,10 @@ def test_tune_then_test_selects_on_tuning_seeds_runs_final_seeds_with_the_select
     common = ["-f", str(tmp_path), *TUNE_TINY, "--policy", "softmax", "escort", "--seeds", "2", "--tune-seeds", "2",
               "--workers", "2", "--reps", "100"]  # fmt: skip
     argv = [*common, "--tune", "learning_rate=3e-4,3e-3"]
-    assert main(argv) == 0
+    assert main([*argv, "--verbose", "1"]) == 0
     folder = _study_folder(argv)
     out = capsys.readouterr().out
+    assert out.startswith(f"study {folder.name}: 4 runs in {folder}, on a local Dask cluster")  # then the runs
     assert "tuning 8/8 runs complete" in out and "final 4/4 runs complete" in out
     selected = yaml.safe_load((folder / SELECTED_FILE).read_text())
     groups = {g["policy"]: g for g in selected["groups"]}
@@ -463,10 +466,12 @@ def test_tune_then_test_selects_on_tuning_seeds_runs_final_seeds_with_the_select
         (["n_steps=64,128"], "also given in --hyperparams"),
     ],
 )
-def test_a_bad_tuning_grid_exits_2_with_one_line_before_anything_runs(tmp_path, capsys, tune, needle):
-    argv = ["-f", str(tmp_path), *TUNE_TINY, "--policy", "softmax", "escort", "--workers", "1", "--tune", *tune]
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
+def test_a_bad_tuning_grid_exits_2_with_one_line_before_anything_runs(tmp_path, capfd, tune, needle):
+    argv = ["-f", str(tmp_path), *TUNE_TINY, "--policy", "softmax", "escort", "--workers", "1", "--verbose", "1", "--tune"]
+    assert main([*argv, *tune]) == 2
+    out, err = capfd.readouterr()
+    assert out == ""
+    err = err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("train.py: error:") and needle in err
     assert not list(tmp_path.rglob("*"))
 
