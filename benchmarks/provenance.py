@@ -20,6 +20,8 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 #: The libraries whose versions change the numbers.
 PACKAGES = ("numpy", "torch", "gymnasium", "stable_baselines3")
@@ -85,3 +87,21 @@ def after_runs() -> str:
     """:return: the line to print after the results: the date and the load once the runs are over"""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"After the runs: {now}, {load()}"
+
+
+def run_commits(study: Path) -> str:
+    """:param study: a study folder
+    :return: the commits the runs trained at, ``-dirty`` where the tree differed"""
+    commits = set()
+    for config_file in study.glob("runs/*/config.yml"):
+        provenance = yaml.safe_load(config_file.read_text()).get("provenance", {})
+        commits.add(f"{str(provenance.get('git_commit', 'unknown'))[:7]}{'-dirty' if provenance.get('git_dirty') else ''}")
+    return ", ".join(sorted(commits))
+
+
+def run_dates(study: Path) -> str:
+    """:param study: a study folder
+    :return: the first and last modification times of the runs' summaries, UTC"""
+    times = sorted(path.stat().st_mtime for path in study.glob("runs/*/summary.json"))
+    stamp = [datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") for t in times]
+    return f"{stamp[0]} and {stamp[-1]}" if stamp else "?"

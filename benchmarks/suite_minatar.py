@@ -19,7 +19,6 @@ seeds, from ``scipy.stats.bootstrap``).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import shutil
 import subprocess
@@ -34,7 +33,7 @@ from scipy.stats import bootstrap
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repository root, for a checkout not pip-installed
 
-from benchmarks.provenance import after_runs, header  # noqa: E402
+from benchmarks.provenance import after_runs, header, run_commits, run_dates  # noqa: E402
 
 DOCS = ROOT / "docs"
 DOC = DOCS / "suite_minatar.md"
@@ -144,22 +143,6 @@ def speed_lines(study: Path) -> list[str]:
         for g, row in table.iterrows()
     ]
     return lines
-
-
-def run_commits(study: Path) -> str:
-    """:return: the commits the runs trained at, ``-dirty`` where the tree differed"""
-    commits = set()
-    for config_file in study.glob("runs/*/config.yml"):
-        provenance = yaml.safe_load(config_file.read_text()).get("provenance", {})
-        commits.add(f"{str(provenance.get('git_commit', 'unknown'))[:7]}{'-dirty' if provenance.get('git_dirty') else ''}")
-    return ", ".join(sorted(commits))
-
-
-def run_dates(study: Path) -> str:
-    """:return: the first and last modification times of the runs' summaries, UTC"""
-    times = sorted(path.stat().st_mtime for path in study.glob("runs/*/summary.json"))
-    stamp = [datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") for t in times]
-    return f"{stamp[0]} and {stamp[-1]}" if stamp else "?"
 
 
 def copy_report(study: Path) -> str:
