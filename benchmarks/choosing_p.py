@@ -84,11 +84,12 @@ STUDIES: dict[str, ChoiceStudy] = {
         ADAM_GRID,
     ),
     "fourrooms_adversarial": ChoiceStudy(
-        "choosing-p_ppo_FourRooms-v0_adversarial",
+        "choosing-p_ppo_FourRooms-v0_adversarial-pi0.01",
         "FourRooms-v0, PPO (Adam), adversarial initial policy (pi0 = 0.01)",
         "ppo",
         ("--env", "FourRooms-v0", "--init", "adversarial", "--pi0", "0.01"),
-        ADAM_GRID,
+        # one rate below ADAM_GRID: on 3e-4 ... 3e-2 softmax scored best at the lowest
+        "learning_rate=1e-4,3e-4,1e-3,3e-3,1e-2,3e-2",
     ),
     "fourrooms_sgd": ChoiceStudy(
         "choosing-p_ppo_FourRooms-v0_sgd",
