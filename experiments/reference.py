@@ -76,6 +76,10 @@ HEADER = """\
 # model: true marks envs with a transition model: their runs are normalised by V*(rho) and the uniform policy's
 #   V(rho), computed from the model with each run's env kwargs; the numbers below are the default kwargs' ones.
 # A random score with `episodes` was measured: python benchmarks/random_scores.py --write rewrites it.
+# MinAtar/Seaquest-v1 has no entry: no published target holds for it. gymnax-blines published no Seaquest PPO score
+#   (gymnax README, environment table: "-"), and MinAtar's README says its published Seaquest results (DQN and
+#   AC(lambda), Young & Tian 2019) are for MinAtar v1.0.10 and lower, before the oxygen-bar fix of v1.0.11, and may
+#   differ from then on (minatar 1.0.15 here). Its runs are reported per game and left out of aggregates.
 """
 
 
