@@ -1022,30 +1022,36 @@ Read with the tables above; the numbers quoted are from the runs recorded there.
   the exact column there is no reference; the untuned table at 3 times the YAML step is the like-for-like comparison.
 - **Adam removes softmax's gravity well in the tabular case** (its per-coordinate normalisation cancels the
   `pi(a*)` factor): sampled Adam-softmax escapes at the discovery time too, as fast as Adam-escort.
-- **FourRooms-v0 from the start cell (10 seeds, cap 2,000 iterations, steps tuned at pi0 = 0.1 on 3 seeds): the
+- **FourRooms-v0 from the start cell (100 seeds, cap 2,000 iterations, steps tuned at pi0 = 0.1 on 3 seeds): the
   visitation-weighted gravity well is shared by every method, sampled or exact.** From pi0 <= 1e-2 no sampled run of
-  any method escaped (0/10 in every cell), and no exact run either except GNPG's at 1e-2 (42 iterations; sampled GNPG
-  0/10): the states whose action must change first are reached with probability of order `pi0^k`, so the sampled
-  episodes do not visit them at all, whatever the parameterization. From pi0 = 0.1 most runs escape (softmax, escort
-  p = 4 and GNPG 10/10, escort p = 2 8/10, NeuRD 6/10); escort p = 2 (median 90) is ahead of softmax (372), with
-  overlapping CIs at 10 seeds, and committed in 2/10 runs against softmax's 0/10.
-- **FourRooms-v0 from the uniform policy: commitment is common, for every method.** Softmax committed in 2/10 runs,
-  escort p = 2 in 5/10, escort p = 4 in 2/10, NeuRD in 2/10, GNPG in 6/10, while every exact run escaped (6 to 72
-  iterations). The committed policies take a sub-optimal route family of docs/exact_pg.md (their values 0.72 V*, the
-  shortest route, to 0.93 V*, mostly 0.72, 0.85 or 0.90). The tuned steps are large (10 times the YAML step for
-  softmax and escort p = 2, 3 times for NeuRD and GNPG); with 3 tuning seeds at pi0 = 0.1 this part of the
-  commitment may be a step-size effect; smaller steps were not run on the final seeds.
-- **FourRooms-v0 with the uniform start distribution (`rho` uniform over the non-terminal states, 10 seeds, cap
+  any method escaped (0/100 in every cell), and no exact run either except GNPG's at 1e-2 (42 iterations; sampled GNPG
+  0/100): the states whose action must change first are reached with probability of order `pi0^k`, so the sampled
+  episodes do not visit them at all, whatever the parameterization. From pi0 = 0.1 escort escapes about three times
+  faster than softmax: medians 113 (95% CI 76-157, escort p = 2) and 128 (109-149, escort p = 4) iterations against
+  softmax's 337 (297-417), GNPG 139; softmax, escort p = 4 and GNPG escaped 100/100, escort p = 2 84/100 and
+  committed in 13/100 (softmax 0/100, escort p = 4 0/100), NeuRD 58/100 (committed 21/100). So at pi0 = 0.1 the
+  exact-gradient ranking survives sampling (exact: escort p = 2 11, p = 4 39, softmax 117), and escort p = 2 pays for
+  its speed with commitments, p = 4 does not at its (smaller) tuned step.
+- **FourRooms-v0 from the uniform policy: commitment is common, for every method** (100 seeds), while every exact run
+  escaped (6 to 72 iterations): escaped / committed softmax 28/21, escort p = 2 45/46, escort p = 4 30/22, NeuRD
+  20/20, GNPG 32/68 (the rest neither within the cap). The committed policies take a sub-optimal route family of
+  docs/exact_pg.md (their final values mostly 0.72 V*, the shortest route, 0.85 or 0.90 V*; 8 of the 177 at 0, a
+  policy that never reaches the goal). Escort p = 2 escapes most often and
+  commits most often: a faster mover in both directions. The tuned steps are large (10 times the YAML step for
+  softmax and escort p = 2, 3 times for NeuRD and GNPG), chosen at pi0 = 0.1 on 3 seeds; part of the commitment may
+  be a step-size effect; smaller steps were not run on the final seeds.
+- **FourRooms-v0 with the uniform start distribution (`rho` uniform over the non-terminal states, 100 seeds, cap
   2,000): within the cap this objective is hard for every method, and sampling makes it harder.** The exact gradient
   escapes from pi0 = 0.1 for softmax (1,005 iterations), escort p = 2 (1,323), escort p = 4 (1,750) and GNPG (23), and
   from the uniform policy for all but NeuRD (softmax 1,001, escort p = 2 516, escort p = 4 1,025, GNPG 18); sampled,
-  only GNPG from pi0 = 0.1 (10/10, median 749) and softmax from pi0 = 0.1 (7/10, median 1,452) escape in most runs,
-  escort p = 4 in 3/10 and 2/10 (pi0 = 0.1, uniform), escort p = 2 and NeuRD in none. From pi0 <= 1e-2 no sampled run
-  of any method escaped, while exact GNPG did (103 and 332 iterations). Every state weighs in `V(rho)`, so the
-  adversarial start has to be undone in states that the sampled episodes reach only from a uniformly drawn start, a
-  few times per iteration each. The tuning says little here: at pi0 = 0.1 on 3 seeds most grid points escaped 0/3,
-  so several step sizes were picked by the tie rule (escort p = 2 and NeuRD: the middle of the grid); the escort
-  p = 2 column is at a step that may simply be too small for this cap. GNPG from the uniform policy committed in 7/10.
+  only GNPG from pi0 = 0.1 (90/100, median 811, committed 10/100) and softmax from pi0 = 0.1 (75/100, median 1,543)
+  escape in most runs, escort p = 4 in 31/100 and 8/100 (pi0 = 0.1, uniform policy), escort p = 2 in 1/100 and 1/100,
+  NeuRD in none. From pi0 <= 1e-2 no sampled run of any method escaped (0/100 in every cell), while exact GNPG did
+  (103 and 332 iterations). Every state weighs in `V(rho)`, so the adversarial start has to be undone in states that
+  the sampled episodes reach only from a uniformly drawn start, a few times per iteration each. The tuning says
+  little here: at pi0 = 0.1 on 3 seeds most grid points escaped 0/3, so several step sizes were picked by the tie
+  rule (escort p = 2 and NeuRD: the middle of the grid); the escort p = 2 column is at a step that may simply be too
+  small for this cap. GNPG from the uniform policy committed in 85/100; no other method committed here.
 - **Deep, Bandit-v0 (learned critics): the critic decides.** With PPO (a learned V baseline and sampled actions)
   escort p = 2 escaped from pi0 = 1e-2 in every run (median 3,392 steps) and softmax in none within 10,000 steps: the
   gravity well and the escort escape both show. With QAC (a learned Q) the ranking flips: softmax escaped in 19/19
@@ -1057,11 +1063,18 @@ Read with the tables above; the numbers quoted are from the runs recorded there.
   advantage, and escort, whose gradient at small `pi(a*)` is large, drives `pi(a*)` to 0 before `a*` is sampled enough
   to correct it; softmax's own gravity well (a gradient that vanishes with `pi(a*)`) keeps `a*` alive until the critic
   has learned it. From the uniform start every deep run escaped.
-- **Deep, FourRooms-v0: one seed per cell, anecdotes only.** No PPO run reached 0.95 V* within 50,000 steps (from
-  pi0 = 1e-2 softmax committed to a policy that never reaches the goal and escort stayed on the shortest route, greedy
-  0.72 V*; from the uniform start both ended near 0.87-0.89 V* with greedy policies at 0.999 V*). The QAC cells of
-  FourRooms-v0 are not in the table: they were run with the previous critic (TD(0.9), no replay) and removed from the
-  cache when its FourRooms-v0 preset changed (next bullet); the command at the top reruns them with the new one.
+- **Deep, FourRooms-v0, PPO (20 seeds per cell, the preset's step size for both, 50,000 steps): the gravity well
+  shows, and escort avoids the commitment that softmax makes.** From pi0 = 1e-2 softmax committed in 7/20 runs (a
+  sub-optimal deterministic policy) and ended with a median stochastic value of 0.36 V* (greedy 0.26 V*); escort p = 2
+  committed in 0/20 and ended at 0.79 V* (greedy 0.87 V*, 3/20 greedy policies at >= 0.95 V*). Escape by this report's
+  criterion (the stochastic policy at 0.95 V*) was rare for both (softmax 2/20, escort 0/20): PPO's entropy bonus keeps
+  the stochastic policy near 0.86 V* even from the uniform start, where both reach greedy 0.999 V* (13 and 14 of 20 at
+  >= 0.95 V*) and neither commits. docs/choosing_p.md tunes the step size per method from this start (pi0 = 1e-2 in
+  every state) and scores the greedy policy: tuned escort p = 3 0.932 against tuned softmax 0.298 (IQM of normalised
+  scores, 10 seeds). With the uniform start distribution (`deep_fourrooms_uniform`) no run reached 0.95 V* (stochastic
+  medians 0.84-0.90 V*); softmax from pi0 = 1e-2 committed in 2/20, escort in 0/20. The QAC cells of FourRooms-v0 are
+  not in the table: they were run with the previous critic (TD(0.9), no replay) and removed from the cache when its
+  FourRooms-v0 preset changed (next bullet); the command at the top reruns them with the new one.
 - **The critic's accuracy on FourRooms-v0** (`python benchmarks/qac_critic.py --seeds 3`: the actor frozen at a
   fixed policy, 80% optimal, 100k steps, against the exact `A^pi` on the states visited >= 100 times). The preset now
   replays the last 50 rollouts with one-step expected-SARSA targets, 200 critic steps per rollout: correlation of
@@ -1081,15 +1094,16 @@ Read with the tables above; the numbers quoted are from the runs recorded there.
   0 of 80 Bandit-v0 fits at pi0 = 0.01 failed (ppo and qac, softmax and escort, seeds 0-19). The failures did not
   depend on how a run would learn, so leaving them out removes runs at random rather than by outcome; a rerun of the
   deep parts with the fixed code fills the missing seeds.
-- **Not run here (time):** QAC (all_actions and sampled) on FourRooms-v0 with the new critic; the deep runs with the
-  uniform start distribution (`deep_fourrooms_uniform`); FourRooms-v0 beyond 10 tabular seeds and 3 tuning seeds per
-  step size (both starts), Adam on FourRooms-v0, and the FourRooms-v0 deep runs beyond one seed per cell (anecdotes,
-  not statistics); Bandit-v0 at the fixed step size from pi0 = 1e-4. The command at the
-  top completes them (a rerun skips the cached runs). The script gained the fifth step size of each grid, the start
-  pi0 = 1e-4 and the critic columns between the invocations listed at the top; every cached run is keyed by its full
-  configuration, so the tables hold only runs of the configurations they name, and the deep Bandit-v0 runs without a
-  critic column are the ones run before it existed (the QAC pi0 = 1e-2 runs of seeds 0-9 were removed from the cache
-  and rerun to record it)."""
+- **Not run here (time):** QAC (all_actions and sampled) on FourRooms-v0 with the new critic (both FourRooms-v0
+  settings; about 400 s per run here); Adam on FourRooms-v0 (its settings list only SGD: adding `"adam"` to their
+  `optimizers` in `SETTINGS` runs it, tuning first); more than 3 tuning seeds per step size on FourRooms-v0; Bandit-v0
+  at the fixed step size from pi0 = 1e-4. The command at the top completes the QAC cells (`--deep-algos` with the
+  QAC entries; a rerun skips the cached runs). The script gained the fifth step size of each grid, the start
+  pi0 = 1e-4, the critic columns and the pooled FourRooms-v0 runs (`agents.tabular_pg.learn_together`, the same numbers
+  as one run at a time: checked on cached runs and by `tests/test_tabular_pg.py`) between the invocations listed at the
+  top; every cached run is keyed by its full configuration, so the tables hold only runs of the configurations they
+  name, and the deep Bandit-v0 runs without a critic column are the ones run before it existed (the QAC pi0 = 1e-2
+  runs of seeds 0-9 were removed from the cache and rerun to record it)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
