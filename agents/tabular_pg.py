@@ -264,7 +264,7 @@ def learn_together(agents: Sequence[TabularPG], n_iterations: int, callbacks: Se
     """
     ``agent.learn(n_iterations, callback)`` for every agent, with the episodes of all of them stepped together in one
     batch (:class:`agents.tabular_rollout.RolloutPool`): the same numbers as learning one after the other, faster on
-    FourRooms-v0 (``benchmarks/tabular_pg_speed.py``, 50 agents: 1.5-1.6x on an idle machine, 6.8x on a loaded one,
+    FourRooms-v0 (``benchmarks/tabular_pg_speed.py``, 50 agents: 1.2-1.6x on an idle machine, 6.8x in a run on a loaded one,
     where many short numpy calls suffer most). Each agent learns in its own thread; numpy releases no time here, so the
     gain is the batched env step, not parallelism, and each agent's own work (its exact evaluation and its update)
     stays serial.
