@@ -277,11 +277,9 @@ def learn_together(agents: Sequence[TabularPG], n_iterations: int, callbacks: Se
     callbacks = [None] * len(agents) if callbacks is None else list(callbacks)
     if len(callbacks) != len(agents):
         raise ValueError(f"expected {len(agents)} callbacks, one per agent, got {len(callbacks)}")
+    if not all(isinstance(agent.sampler, FourRoomsSampler) for agent in agents):
+        raise ValueError("learn_together pools sampled-gradient agents on FourRooms-v0 only (gradient='sampled')")
     pool = RolloutPool(len(agents))
-    for agent in agents:
-        if not isinstance(agent.sampler, FourRoomsSampler):
-            raise ValueError("learn_together pools sampled-gradient agents on FourRooms-v0 only (gradient='sampled')")
-        pool.join(agent.sampler)
     errors: list[BaseException] = []
 
     def work(agent: TabularPG, callback: Callback | None) -> None:
@@ -294,6 +292,8 @@ def learn_together(agents: Sequence[TabularPG], n_iterations: int, callbacks: Se
 
     threads = [threading.Thread(target=work, args=pair, daemon=True) for pair in zip(agents, callbacks, strict=True)]
     try:
+        for agent in agents:
+            pool.join(agent.sampler)  # type: ignore[arg-type]
         for thread in threads:
             thread.start()
         for thread in threads:

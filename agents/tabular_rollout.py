@@ -234,13 +234,24 @@ class RolloutPool:
         self._requests: dict[int, tuple[FourRoomsSampler, np.ndarray, int]] = {}
         self._results: dict[int, Episodes | BaseException] = {}
         self._batches: dict[int, FourRoomsBatch] = {}
+        self._members_dynamics: tuple[str, int] | None = None
 
     def join(self, sampler: FourRoomsSampler) -> None:
         """:param sampler: a sampler whose episodes the pool will roll out from now on.
         :raises ValueError: when its env slips (the pool cannot reproduce its slip draws)."""
         if sampler.kwargs["slip"]:
             raise ValueError("a RolloutPool needs FourRooms-v0 without slip (slip = 0)")
+        dynamics = (self._dynamics(sampler), sampler.horizon)
+        if self._members_dynamics is None:
+            self._members_dynamics = dynamics
+        elif dynamics != self._members_dynamics:
+            raise ValueError("a RolloutPool steps one FourRooms-v0: its agents' envs must differ at most in their start")
         sampler.pool = self
+
+    @staticmethod
+    def _dynamics(sampler: FourRoomsSampler) -> str:
+        """:return: the env arguments that the joint batch's tables depend on (all but the start distribution)"""
+        return repr(sorted((k, v) for k, v in sampler.kwargs.items() if k != "start_distribution"))
 
     def sample(self, sampler: FourRoomsSampler, pi: np.ndarray, n: int) -> Episodes:
         """:param sampler: the asking agent's sampler.

@@ -177,6 +177,10 @@ def test_learning_together_gives_the_numbers_of_learning_alone() -> None:
 def test_learning_together_refuses_what_it_cannot_pool_and_passes_errors_on() -> None:
     with pytest.raises(ValueError, match="slip"):
         learn_together([_fourrooms_agent("softmax", 0, env_kwargs={"slip": 0.1})], 2)
+    mixed = [_fourrooms_agent("softmax", 0), _fourrooms_agent("softmax", 1, env_kwargs={"subgoals": []})]
+    with pytest.raises(ValueError, match="at most in their start"):
+        learn_together(mixed, 2)
+    assert mixed[0].sampler.pool is None  # type: ignore[union-attr]  (the refused pool leaves no agent joined)
     bandit = TabularPG(gym.make("Bandit-v0"), policy="softmax", gradient="sampled", seed=0)
     with pytest.raises(ValueError, match="FourRooms-v0 only"):
         learn_together([bandit], 2)
