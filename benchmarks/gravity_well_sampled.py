@@ -26,6 +26,7 @@ threshold ``committal_threshold``: the greedy policy is sub-optimal and every st
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -861,16 +862,19 @@ def git_describe() -> str:
 
 
 def headline(cache: Cache, args: argparse.Namespace) -> list[str]:
-    """:return: bullet lines comparing softmax and escort p=2 (SGD) on every tabular setting at pi0 = 0.01 and 0.001."""
+    """:return: bullet lines comparing softmax and escort p=2 on every tabular setting, optimizer and adversarial
+    start."""
     lines = []
     for setting in SETTINGS.values():
         chosen = select_learning_rates(cache, setting, tune_seeds(args, setting))
-        for start in ("pi0=0.01", "pi0=0.001", "pi0=0.0001"):
+        for optimizer, start in itertools.product(setting.optimizers, setting.starts):
+            if STARTS[start][0] == "uniform":
+                continue
             parts = []
             for method in ("softmax", "escort p=2"):
-                if (method, "sgd") not in chosen:
+                if (method, optimizer) not in chosen:
                     continue
-                rows = cache.cell(TabularCell(setting.key, method, start, "sgd", chosen[(method, "sgd")]).key())
+                rows = cache.cell(TabularCell(setting.key, method, start, optimizer, chosen[(method, optimizer)]).key())
                 rows = [r for r in rows if r["seed"] < TUNING_SEED]
                 if rows:
                     s = summarise(rows)
@@ -879,7 +883,9 @@ def headline(cache: Cache, args: argparse.Namespace) -> list[str]:
                         f"{fmt_time(s.ci[1], s.cap)}), escaped {s.escaped}/{s.n}, committed {s.committed}/{s.n}"
                     )
             if parts:
-                lines.append(f"- {setting.title}, {start}, SGD: " + "; ".join(parts) + ".")
+                lines.append(
+                    f"- {setting.title}, {start}, {'SGD' if optimizer == 'sgd' else 'Adam'}: " + "; ".join(parts) + "."
+                )
     lines.append(
         "- Bandit-v0: median iteration at which the start policy first samples `a*` in one of its 16 episodes "
         "(geometric, `1 - (1 - pi0)^16` per iteration): "
