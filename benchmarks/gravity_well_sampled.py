@@ -1118,7 +1118,7 @@ Read with the tables above; the numbers quoted are from the runs recorded there.
 - **Deep, FourRooms-v0, QAC with the new critic (13 seeds per cell, from pi0 = 1e-2 only, the preset's step size,
   100,000 steps): softmax stays in the well in every run, escort leaves it in every run.** Softmax's greedy policy
   was still sub-optimal at the end of 13/13 runs with each actor update, with `pi(greedy|s0) >= 0.99` (committed by
-  this report's deep rule; the start itself puts 0.99 there): median greedy value 0.155 V* (all_actions) and 0.000 V*
+  this report's deep rule; the start itself puts about 0.99 there): median greedy value 0.155 V* (all_actions) and 0.000 V*
   (sampled), best 0.371 V*. Escort p = 2 committed in 0/13 with each update; its greedy policy reached >= 0.95 V* in
   11/13 (all_actions) and 8/13 (sampled) runs, median 0.999 V*, worst 0.724 V*, and its stochastic policy ended at a
   median 0.919 and 0.903 V* (the entropy bonus keeps it under the 0.95 escape bar, so "escaped" is 0/13 for both
